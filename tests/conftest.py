@@ -1,0 +1,7 @@
+"""Shared pytest fixtures: real Redis and PostgreSQL connections, settings, and the support plugins."""
+
+from __future__ import annotations
+
+pytest_plugins = [
+    "tests.support.services",
+]
