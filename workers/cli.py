@@ -1,0 +1,187 @@
+"""The ``tollgate`` command line: scan, serve, worker, migrate, reconcile."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from workers.domain import Action, ScanStatus
+from workers.errors import TollgateError
+from workers.settings import Settings
+
+EXIT_ALLOWED = 0
+EXIT_BLOCKED = 1
+EXIT_ERROR = 2
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    """Vet one image from a registry, an OCI layout or a docker archive, and print its record."""
+    from workers.pipeline import NotAnImage, Vetter, load_scanners
+    from workers.sources import open_source
+    from workers.store import ImageRecord
+
+    settings = _settings()
+    try:
+        scanners = load_scanners(settings.rules_dir, settings.rules_extra)
+        source, reference = open_source(args.ref, settings)
+        try:
+            report = Vetter(scanners, limits=settings.limits).vet(source, reference)
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+    except NotAnImage as exc:
+        _print_error(args, f"{args.ref}: {exc}")
+        return EXIT_ERROR
+    except TollgateError as exc:
+        _print_error(args, f"{args.ref}: {exc.diagnostics()}")
+        return EXIT_ERROR
+    record = ImageRecord.from_report(report, tags=(), status=ScanStatus.DONE)
+    if args.format == "json":
+        json.dump(record.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _print_text(record.to_json())
+    return EXIT_BLOCKED if report.action is Action.QUARANTINE else EXIT_ALLOWED
+
+
+def _print_error(args: argparse.Namespace, message: str) -> None:
+    if getattr(args, "format", "text") == "json":
+        json.dump({"status": "error", "error": message}, sys.stdout)
+        sys.stdout.write("\n")
+    print(f"tollgate: error: {message}", file=sys.stderr)
+
+
+def _print_text(record: dict[str, object]) -> None:
+    print(f"{record['repository']}@{record['digest']}")
+    print(f"  verdict: {record['verdict']}  action: {record['action']}  ruleset: {record['ruleset']}")
+    if record.get("explanation"):
+        print(f"  why: {record['explanation']}")
+    findings = record.get("findings") or []
+    assert isinstance(findings, list)
+    for f in findings:
+        where = f.get("path") or "(config)"
+        final = "" if f.get("in_final_fs") is not False else " [deleted in a later layer]"
+        print(f"  - {f['severity']:<8} {f['rule']}  {where}{final}")
+        if f.get("step"):
+            print(f"      step: {str(f['step'])[:120]}")
+        if f.get("evidence"):
+            print(f"      evidence: {f['evidence']}")
+    errors = record.get("errors") or []
+    assert isinstance(errors, list)
+    for e in errors:
+        print(f"  ! {e}")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the web app (webhook, API, pages) with waitress."""
+    from waitress import serve
+
+    from service import create_app
+
+    settings = _settings()
+    addr = args.addr or settings.http_addr
+    host, _, port = addr.rpartition(":")
+    app = create_app(settings)
+    print(f"tollgate: serving on http://{addr}", flush=True)
+    serve(app, host=host.strip("[]") or "127.0.0.1", port=int(port), threads=8, ident="tollgate")
+    return EXIT_ALLOWED
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run an rq worker on the push and rescan queues."""
+    from workers.queue import run_worker
+
+    run_worker(_settings(), burst=args.burst, with_scheduler=not args.no_scheduler, simple=args.simple)
+    return EXIT_ALLOWED
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    """Create or upgrade the database schema."""
+    from workers.store import Store
+
+    store = Store.from_settings(_settings())
+    store.migrate()
+    store.close()
+    print("tollgate: database is up to date")
+    return EXIT_ALLOWED
+
+
+def cmd_reconcile(_args: argparse.Namespace) -> int:
+    """List the registry and enqueue every image never vetted under the current ruleset."""
+    import redis
+
+    from rules.loader import ruleset_version
+    from workers.reconcile import reconcile
+    from workers.registry import RegistryClient
+    from workers.store import Store
+
+    settings = _settings()
+    store = Store.from_settings(settings)
+    with RegistryClient.from_settings(settings) as client:
+        report = reconcile(
+            settings,
+            client=client,
+            store=store,
+            redis_conn=redis.Redis.from_url(settings.redis_url),
+            ruleset=ruleset_version(settings.rules_dir, settings.rules_extra),
+        )
+    print(json.dumps(report.to_json() if hasattr(report, "to_json") else report.__dict__, default=str))
+    return EXIT_ERROR if report.errors else EXIT_ALLOWED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, exposed for tests and docs."""
+    parser = argparse.ArgumentParser(prog="tollgate", description="Registry-side container image vetting.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    scan = sub.add_parser("scan", help="vet one image and print its record (exit 0 allowed, 1 blocked, 2 error)")
+    scan.add_argument("ref", help="host:port/repo:tag, repo@sha256:…, oci:<dir>[:<ref>] or docker-archive:<file>")
+    scan.add_argument("--format", choices=["text", "json"], default="text")
+    scan.set_defaults(func=cmd_scan)
+
+    serve = sub.add_parser("serve", help="serve the webhook, API and pages")
+    serve.add_argument("--addr", help="host:port (default TOLLGATE_HTTP_ADDR)")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run a vetting worker")
+    worker.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    worker.add_argument("--simple", action="store_true", help="run jobs in-process (no fork)")
+    worker.add_argument("--no-scheduler", action="store_true", help="do not run delayed retries/reconciler here")
+    worker.set_defaults(func=cmd_worker)
+
+    migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.set_defaults(func=cmd_migrate)
+
+    rec = sub.add_parser("reconcile", help="enqueue images whose push notifications were lost")
+    rec.set_defaults(func=cmd_reconcile)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tollgate`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.func(args)
+    except TollgateError as exc:
+        print(f"tollgate: error: {exc.diagnostics()}", file=sys.stderr)
+        return EXIT_ERROR
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

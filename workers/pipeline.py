@@ -1,0 +1,320 @@
+"""The vetting pipeline: resolve → fetch → unpack → scan → decide, for one image from any ImageSource.
+
+Stages, in order (ARCHITECTURE.md §1):
+  1. resolve the manifest by digest or tag; an index fans out to every runnable platform;
+  2. fetch the config and each layer, verifying every digest (blob digests while streaming, diff_ids after);
+  3. unpack each layer as a stream into a merged, whiteout-aware view, never touching the host filesystem;
+  4. scan every regular file (YARA) and the config and build history (heuristics);
+  5. decide: findings → verdict → action.
+Signature verification, quarantine and publishing plug in after stage 5 in later issues.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from workers.domain import (
+    Category,
+    Confidence,
+    Digest,
+    Finding,
+    LayerInfo,
+    PlatformReport,
+    ScanReport,
+    Severity,
+    clip_evidence,
+)
+from workers.errors import IntegrityError, LimitExceeded, UnsafeArchiveError, UnsupportedMediaType
+from workers.layerfs import MergedFilesystem
+from workers.oci import (
+    MAX_CONFIG_BYTES,
+    ImageIndex,
+    ImageManifest,
+    align_history,
+    empty_steps,
+    parse_config,
+    parse_manifest,
+)
+from workers.policy import Policy, decide
+from workers.scanners.base import ConfigContext, ConfigScanner, FileContext, FileScanner
+from workers.settings import UnpackLimits
+from workers.sources import ImageSource
+from workers.unpack import EntryKind, LayerReader
+
+log = logging.getLogger(__name__)
+
+MAX_INDEX_DEPTH = 2  # an index of indexes is legal but rare; deeper nesting is refused
+ProgressCallback = Callable[[str], None]
+
+
+class NotAnImage(UnsupportedMediaType):
+    """The manifest is an artifact (signature, attestation, SBOM …), not a runnable image."""
+
+
+@dataclass(frozen=True)
+class Scanners:
+    """The compiled rule engines one worker process uses for every image."""
+
+    ruleset: str
+    file_scanners: tuple[FileScanner, ...]
+    config_scanners: tuple[ConfigScanner, ...]
+
+
+_SCANNERS_CACHE: dict[tuple[Path, tuple[Path, ...]], Scanners] = {}
+
+
+def load_scanners(rules_dir: Path, extra: Sequence[Path] = ()) -> Scanners:
+    """Compile the ruleset once per process (keyed by its content version) and build the scanners."""
+    from rules.loader import load_ruleset, ruleset_version
+    from workers.scanners.heuristics import HeuristicScanner
+    from workers.scanners.yara_scanner import YaraScanner
+
+    key = (rules_dir, tuple(extra))
+    version = ruleset_version(rules_dir, extra)
+    cached = _SCANNERS_CACHE.get(key)
+    if cached is not None and cached.ruleset == version:
+        return cached
+    ruleset = load_ruleset(rules_dir, extra)
+    scanners = Scanners(
+        ruleset=ruleset.version,
+        file_scanners=(YaraScanner(ruleset),),
+        config_scanners=(HeuristicScanner(ruleset),),
+    )
+    _SCANNERS_CACHE[key] = scanners
+    return scanners
+
+
+def _integrity_finding(rule: str, message: str, *, severity: Severity = Severity.HIGH, **where: object) -> Finding:
+    """A finding about the image being malformed or hostile to the scanner (never a pass)."""
+    return Finding(
+        rule=rule,
+        severity=severity,
+        category=Category.INTEGRITY,
+        confidence=Confidence.MEDIUM,
+        message=message,
+        attack="T1027",
+        **where,  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class _PlatformScan:
+    """Mutable accumulator while one platform image is scanned."""
+
+    platform: str
+    findings: list[tuple[Finding, int | None]]  # (finding, layer index whose file it is about)
+    errors: list[str]
+    files: int = 0
+    bytes: int = 0
+
+
+class Vetter:
+    """Runs the pipeline for one image; stateless between images apart from the compiled scanners."""
+
+    def __init__(
+        self,
+        scanners: Scanners,
+        *,
+        limits: UnpackLimits | None = None,
+        policy: Policy | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.scanners = scanners
+        self.limits = limits or UnpackLimits()
+        self.policy = policy or Policy()
+        self.progress = progress or (lambda _stage: None)
+
+    # 1. resolve
+    def vet(self, source: ImageSource, reference: str) -> ScanReport:
+        """Vet the image ``reference`` (tag or digest) of ``source`` and return the full report."""
+        self.progress("resolve")
+        fetched = source.get_manifest(reference)
+        parsed = parse_manifest(fetched.media_type, fetched.raw)
+        scans: list[_PlatformScan] = []
+        platforms: list[PlatformReport] = []
+        if isinstance(parsed, ImageIndex):
+            self._vet_index(source, parsed, scans, platforms, depth=1)
+            if not platforms:
+                raise NotAnImage("index lists no runnable platform image")
+        else:
+            if not parsed.is_image:
+                kind = parsed.artifact_type or parsed.config.media_type
+                raise NotAnImage(f"artifact of type {kind!r}, not a runnable image")
+            report, scan = self._vet_platform(source, fetched.digest, parsed, platform_hint=None)
+            scans.append(scan)
+            platforms.append(report)
+
+        # 5. decide
+        self.progress("decide")
+        findings = tuple(f for scan in scans for f, _ in scan.findings)
+        errors = tuple(e for scan in scans for e in scan.errors)
+        decision = decide(findings, source.repository, self.policy)
+        return ScanReport(
+            repository=source.repository,
+            digest=fetched.digest,
+            media_type=parsed.media_type,
+            verdict=decision.verdict,
+            action=decision.action,
+            ruleset=self.scanners.ruleset,
+            findings=findings,
+            platforms=tuple(platforms),
+            errors=errors,
+            explanation=decision.explanation,
+        )
+
+    def _vet_index(
+        self,
+        source: ImageSource,
+        index: ImageIndex,
+        scans: list[_PlatformScan],
+        platforms: list[PlatformReport],
+        *,
+        depth: int,
+    ) -> None:
+        if depth > MAX_INDEX_DEPTH:
+            raise IntegrityError(f"index nesting deeper than {MAX_INDEX_DEPTH}")
+        for child in index.runnable():
+            fetched = source.get_manifest(child.digest)
+            parsed = parse_manifest(fetched.media_type, fetched.raw)
+            if isinstance(parsed, ImageIndex):
+                self._vet_index(source, parsed, scans, platforms, depth=depth + 1)
+                continue
+            if not parsed.is_image:
+                continue  # e.g. an attestation manifest without the BuildKit annotation
+            hint = str(child.platform) if child.platform else None
+            report, scan = self._vet_platform(source, fetched.digest, parsed, platform_hint=hint)
+            scans.append(scan)
+            platforms.append(report)
+
+    # 2–4. fetch, unpack, scan one platform image
+    def _vet_platform(
+        self,
+        source: ImageSource,
+        manifest_digest: Digest,
+        manifest: ImageManifest,
+        *,
+        platform_hint: str | None,
+    ) -> tuple[PlatformReport, _PlatformScan]:
+        self.progress("fetch")
+        config_raw = source.get_blob(manifest.config.digest, max_bytes=MAX_CONFIG_BYTES)
+        config = parse_config(config_raw)
+        platform = platform_hint or str(config.platform)
+        scan = _PlatformScan(platform=platform, findings=[], errors=[])
+
+        layer_count = len(manifest.layers)
+        steps, aligned = align_history(config.history, layer_count)
+        if len(config.diff_ids) != layer_count:
+            raise IntegrityError(
+                f"{platform}: manifest has {layer_count} layers but config lists {len(config.diff_ids)} diff_ids"
+            )
+        layers = tuple(
+            LayerInfo(
+                index=i,
+                digest=desc.digest,
+                media_type=desc.media_type,
+                size=desc.size,
+                diff_id=config.diff_ids[i],
+                step=steps[i],
+            )
+            for i, desc in enumerate(manifest.layers)
+        )
+
+        fs = MergedFilesystem()
+        for layer in layers:
+            self.progress(f"unpack layer {layer.index + 1}/{layer_count}")
+            self._scan_layer(source, layer, fs, scan)
+
+        self.progress("scan config")
+        context = ConfigContext(
+            config=config,
+            layer_steps=steps,
+            config_steps=empty_steps(config.history),
+            repository=source.repository,
+        )
+        for config_scanner in self.scanners.config_scanners:
+            scan.findings.extend((f, None) for f in config_scanner.scan_config(context))
+
+        # Resolve where each file finding stands in the final filesystem, and stamp the platform.
+        resolved: list[tuple[Finding, int | None]] = []
+        for finding, layer_index in scan.findings:
+            in_final = finding.in_final_fs
+            if layer_index is not None and finding.path:
+                in_final = fs.in_final_fs(finding.path.lstrip("/"), layer_index)
+            resolved.append((replace(finding, in_final_fs=in_final, platform=platform), layer_index))
+        scan.findings = resolved
+
+        report = PlatformReport(
+            platform=platform,
+            manifest_digest=manifest_digest,
+            config_digest=manifest.config.digest,
+            layers=layers,
+            history_aligned=aligned,
+            files_scanned=scan.files,
+            bytes_scanned=scan.bytes,
+        )
+        return report, scan
+
+    def _scan_layer(self, source: ImageSource, layer: LayerInfo, fs: MergedFilesystem, scan: _PlatformScan) -> None:
+        """Stream one layer: verify its digests, feed the merged view, and scan each regular file."""
+        where = {"layer": layer.digest, "step": layer.step}
+        entries = []
+        try:
+            with source.open_blob(layer.digest, expected_size=layer.size) as blob:
+                reader = LayerReader(blob, limits=self.limits)
+                for entry, content in reader:
+                    entries.append(entry)
+                    if entry.kind is EntryKind.FILE and content:
+                        scan.files += 1
+                        scan.bytes += len(content)
+                        ctx = FileContext(
+                            path=entry.path,
+                            layer_index=layer.index,
+                            layer_digest=layer.digest,
+                            step=layer.step,
+                            mode=entry.mode,
+                            size=entry.size,
+                            content=content,
+                        )
+                        for file_scanner in self.scanners.file_scanners:
+                            scan.findings.extend((f, layer.index) for f in file_scanner.scan_file(ctx))
+                # Drain anything after the tar end so the blob reader verifies the digest over every byte.
+                while blob.read(1 << 20):
+                    pass
+        except LimitExceeded as exc:
+            message = f"layer {layer.index} ({layer.digest}): unpacking stopped: {exc}"
+            scan.errors.append(message)
+            scan.findings.append((_integrity_finding("tollgate.unpack.limit", message, **where), None))
+            fs.apply(layer.index, entries)  # what was read before the breach still counts
+            return
+        except IntegrityError:
+            raise  # a blob whose bytes differ from its digest: nothing from it may be trusted
+        except UnsafeArchiveError as exc:
+            message = f"layer {layer.index} ({layer.digest}): unreadable layer: {exc}"
+            scan.errors.append(message)
+            scan.findings.append((_integrity_finding("tollgate.unpack.corrupt", message, **where), None))
+            fs.apply(layer.index, entries)
+            return
+
+        for refusal in reader.refusals:
+            scan.findings.append(
+                (
+                    _integrity_finding(
+                        "tollgate.unpack.refused-entry",
+                        f"refused tar entry: {refusal.reason}",
+                        severity=Severity.MEDIUM,
+                        path=refusal.path,
+                        evidence=clip_evidence(refusal.path),
+                        **where,
+                    ),
+                    None,
+                )
+            )
+        if layer.diff_id is not None and reader.stats.diff_id != layer.diff_id:
+            raise IntegrityError(
+                f"layer {layer.index} ({layer.digest}): uncompressed content hashes to {reader.stats.diff_id}, "
+                f"config says diff_id {layer.diff_id}"
+            )
+        fs.apply(layer.index, entries)
