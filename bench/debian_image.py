@@ -16,6 +16,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("TOLLGATE_BENCH_CACHE", ROOT / "var" / "bench"))
+# A realistic application base: minbase plus what most images add (~60 MB compressed).
+BENCH_PACKAGES = ("ca-certificates", "curl", "python3")
 MIRROR = os.environ.get("TOLLGATE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 
@@ -38,6 +40,12 @@ def debootstrap(target: Path, *, suite: str = "bookworm", include: tuple[str, ..
     return target
 
 
+def _is_cache(rel: Path) -> bool:
+    """Package caches that Debian's official images also leave out."""
+    text = rel.as_posix()
+    return any(text.startswith(p) and text != p for p in ("var/cache/apt/archives/", "var/lib/apt/lists/"))
+
+
 def rootfs_layer(rootfs: Path) -> tuple[bytes, str, str]:
     """Tar ``rootfs`` (skipping /proc, /sys, /dev contents) and gzip it; return (blob, digest, diff_id)."""
     raw = io.BytesIO()
@@ -46,7 +54,7 @@ def rootfs_layer(rootfs: Path) -> tuple[bytes, str, str]:
             rel = path.relative_to(rootfs)
             if rel.parts[0] in {"proc", "sys", "dev"} and len(rel.parts) > 1:
                 continue
-            if rel.name == ".tollgate-complete":
+            if rel.name == ".tollgate-complete" or _is_cache(rel):
                 continue
             info = tar.gettarinfo(str(path), arcname=str(rel))
             info.mtime = 0
@@ -105,7 +113,7 @@ def write_layout(out: Path, blob: bytes, digest: str, diff_id: str, *, tag: str 
     return manifest_digest
 
 
-def debian_layout(*, include: tuple[str, ...] = (), name: str = "bookworm-minbase") -> tuple[Path, str, int]:
+def debian_layout(*, include: tuple[str, ...] = BENCH_PACKAGES, name: str = "bookworm-bench") -> tuple[Path, str, int]:
     """The cached OCI layout of a Debian image; returns (layout dir, manifest digest, compressed layer size)."""
     layout = CACHE / f"{name}.oci"
     meta = layout / "tollgate-meta.json"
@@ -124,8 +132,8 @@ def debian_layout(*, include: tuple[str, ...] = (), name: str = "bookworm-minbas
 def main() -> int:
     """Build the layout and print where it is."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--include", default="", help="comma-separated extra packages")
-    parser.add_argument("--name", default="bookworm-minbase")
+    parser.add_argument("--include", default=",".join(BENCH_PACKAGES), help="comma-separated extra packages")
+    parser.add_argument("--name", default="bookworm-bench")
     args = parser.parse_args()
     include = tuple(p for p in args.include.split(",") if p)
     layout, digest, size = debian_layout(include=include, name=args.name)
