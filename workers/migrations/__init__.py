@@ -1,0 +1,1 @@
+"""Alembic migrations of the Tollgate store; run them with ``Store.migrate()`` or ``tollgate migrate``."""
