@@ -521,9 +521,7 @@ class Store:
         in_hand = {ScanStatus.DONE.value, ScanStatus.SCANNING.value, ScanStatus.QUEUED.value}
         return not (stored_ruleset == ruleset and status in in_hand)
 
-    def mark_queued(
-        self, repository: str, digest: Digest, *, ruleset: str, job_id: str, rescan: bool = False
-    ) -> None:
+    def mark_queued(self, repository: str, digest: Digest, *, ruleset: str, job_id: str, rescan: bool = False) -> None:
         """Record that job ``job_id`` will scan the image under ``ruleset``.
 
         A worker may finish before the enqueuer gets here; unless ``rescan`` is set, a record that is already
@@ -676,14 +674,15 @@ class Store:
             ):
                 result[status] = number
             for verdict, number in session.execute(
-                sa.select(images.c.verdict, sa.func.count()).where(images.c.verdict.is_not(None)).group_by(
-                    images.c.verdict
-                )
+                sa.select(images.c.verdict, sa.func.count())
+                .where(images.c.verdict.is_not(None))
+                .group_by(images.c.verdict)
             ):
                 result[verdict] = number
-            result["quarantined"] = session.scalar(
-                sa.select(sa.func.count()).select_from(images).where(images.c.quarantined.is_(True))
-            ) or 0
+            result["quarantined"] = (
+                session.scalar(sa.select(sa.func.count()).select_from(images).where(images.c.quarantined.is_(True)))
+                or 0
+            )
             result["total"] = session.scalar(sa.select(sa.func.count()).select_from(images)) or 0
         return result
 

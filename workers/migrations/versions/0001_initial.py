@@ -79,9 +79,7 @@ def upgrade() -> None:
         sa.Column("evidence", sa.Text(), nullable=True),
         sa.Column("platform", sa.Text(), nullable=True),
         sa.Column("waived", sa.Boolean(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["image_id"], ["images.id"], name="fk_findings_image_id_images", ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["image_id"], ["images.id"], name="fk_findings_image_id_images", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name="pk_findings"),
         sa.UniqueConstraint("image_id", "ordinal", name="uq_findings_image_id_ordinal"),
     )
