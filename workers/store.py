@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -243,18 +245,18 @@ class ImageRow(Base):
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     repository: Mapped[str] = mapped_column(sa.String(255))
     digest: Mapped[str] = mapped_column(sa.String(135))  # sha512:<128 hex> is the longest digest we accept
-    media_type: Mapped[str | None] = mapped_column(sa.String(255))
+    media_type: Mapped[str | None] = mapped_column(sa.Text)
     status: Mapped[str] = mapped_column(sa.String(16))
     verdict: Mapped[str | None] = mapped_column(sa.String(16))
     action: Mapped[str | None] = mapped_column(sa.String(16))
     quarantined: Mapped[bool] = mapped_column(sa.Boolean)
-    ruleset: Mapped[str | None] = mapped_column(sa.String(128))
+    ruleset: Mapped[str | None] = mapped_column(sa.Text)
     explanation: Mapped[str] = mapped_column(sa.Text)
     errors: Mapped[list[str]] = mapped_column(sa.JSON)
     platforms: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
     signatures: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
     provenance: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-    job_id: Mapped[str | None] = mapped_column(sa.String(255))
+    job_id: Mapped[str | None] = mapped_column(sa.Text)  # rq ids embed repository names: unbounded
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     scanned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -327,6 +329,7 @@ class Store:
         self.now: Callable[[], datetime] = utcnow  # a seam for tests that need to control time
         self.engine: Engine = self._create_engine()
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        _forget_pools_after_fork(self.engine)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -420,9 +423,11 @@ class Store:
                     yield connection
                     connection.commit()
                 finally:
-                    connection.rollback()
-                    connection.execute(sa.select(sa.func.pg_advisory_unlock(_PG_MIGRATION_LOCK)))
-                    connection.commit()
+                    # If the connection died, the server already released the session lock with it.
+                    with contextlib.suppress(exc.DBAPIError):
+                        connection.rollback()
+                        connection.execute(sa.select(sa.func.pg_advisory_unlock(_PG_MIGRATION_LOCK)))
+                        connection.commit()
             return
         db_file = self._sqlite_file()
         if db_file is None:
@@ -709,6 +714,18 @@ class Store:
             _to_record(row, tags_by_image.get((row.repository, row.digest), []), findings_by_image[row.id])
             for row in rows
         ]
+
+
+def _forget_pools_after_fork(engine: Engine) -> None:
+    """rq forks a work horse per job: a child must open its own connections, never reuse the parent's sockets."""
+    engine_ref = weakref.ref(engine)
+
+    def after_fork_in_child() -> None:
+        alive = engine_ref()
+        if alive is not None:
+            alive.dispose(close=False)  # drop (not close) the inherited connections; the parent still owns them
+
+    os.register_at_fork(after_in_child=after_fork_in_child)
 
 
 def _check_name(repository: str, digest: str) -> None:

@@ -486,3 +486,33 @@ def test_naive_datetimes_are_refused(store: Store) -> None:
     store.now = lambda: datetime(2025, 1, 1)  # naive on purpose
     with pytest.raises(sa.exc.StatementError, match="naive"):
         store.record_push(REPO, digest_of("a"), tag=None, media_type=None)
+
+
+def _backend_id(store: Store) -> int:
+    """PostgreSQL's server process of the pooled connection (SQLite has none: 0)."""
+    if store.is_sqlite:
+        return 0
+    with store.engine.connect() as connection:
+        return int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
+def _push_in_child(store: Store, parent_backend: int) -> None:
+    store.record_push("child/repo", digest_of("child"), tag="from-child", media_type=None)
+    shared = parent_backend != 0 and _backend_id(store) == parent_backend
+    store.close()
+    raise SystemExit(3 if shared else 0)
+
+
+def test_a_forked_child_uses_its_own_connections(store: Store) -> None:
+    """rq forks a work horse per job; parent and child must not share a database connection."""
+    import multiprocessing
+
+    store.record_push(REPO, digest_of("parent"), tag="1", media_type=None)
+    parent_backend = _backend_id(store)  # the connection now waiting in the parent's pool
+    child = multiprocessing.get_context("fork").Process(target=_push_in_child, args=(store, parent_backend))
+    child.start()
+    child.join()
+    assert child.exitcode == 0, "the child reused the parent's connection" if child.exitcode == 3 else child.exitcode
+    assert _backend_id(store) == parent_backend  # the parent kept its own connection, untouched
+    assert store.get_record_by_tag("child/repo", "from-child") is not None
+    assert store.get_record_by_tag(REPO, "1") is not None
