@@ -41,6 +41,7 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = field(default_factory=lambda: f"sqlite:///{PROJECT_ROOT / 'var' / 'tollgate.db'}")
     webhook_token: str = ""
+    webhook_allow_unauthenticated: bool = False  # only honoured when webhook_token is empty; loud warning
     secret_key: str = ""
     quarantine_repo: str = "quarantine/"
     rules_dir: Path = PROJECT_ROOT / "rules"
@@ -102,7 +103,7 @@ _IGNORED_ENV = frozenset({"TOLLGATE_WEB_PORT", "TOLLGATE_REGISTRY_PORT", "TOLLGA
 
 _INT_FIELDS = {"job_timeout", "job_retries", "reconcile_interval"}
 _FLOAT_FIELDS = {"registry_timeout"}
-_BOOL_FIELDS = {"registry_use_docker_config"}
+_BOOL_FIELDS = {"registry_use_docker_config", "webhook_allow_unauthenticated"}
 _PATH_FIELDS = {"rules_dir", "policy_file"}
 
 

@@ -1,0 +1,350 @@
+"""The job queue: rq queues, job ids, enqueueing scans, admitting pushes, and the worker; the only rq importer."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import redis
+from redis.exceptions import RedisError
+from rq import Callback, Queue, Retry, SimpleWorker, Worker
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from workers.domain import Digest, ScanStatus
+from workers.errors import QueueUnavailable
+from workers.settings import Settings
+
+if TYPE_CHECKING:
+    from workers.store import Store
+
+log = logging.getLogger(__name__)
+
+# Workers listen in this order, so pushes are scanned ahead of rescans.
+PUSH_QUEUE = "tollgate-push"
+RESCAN_QUEUE = "tollgate-rescan"
+QUEUES = (PUSH_QUEUE, RESCAN_QUEUE)
+
+# Job functions are named, never imported, so the web process stays free of yara and the pipeline.
+SCAN_FUNCTION = "workers.jobs.scan_image"
+SCAN_FAILED_CALLBACK = "workers.jobs.on_scan_failed"
+RECONCILE_FUNCTION = "workers.reconcile.reconcile_job"
+RECONCILE_JOB_ID = "tollgate-reconcile"
+
+RESULT_TTL = 24 * 3600  # finished scans stay visible on the queue page for a day
+FAILURE_TTL = 7 * 24 * 3600
+RETRY_INTERVALS = (10, 60, 300)
+REDIS_CONNECT_TIMEOUT = 2.0  # the registry waits ~1 s for the webhook: fail fast, answer 503, let it retry
+REDIS_SOCKET_TIMEOUT = 10.0
+
+# Jobs carry only strings (repository, digest), so JSON is enough and safer than pickle across versions.
+SERIALIZER = JSONSerializer
+
+# A job in one of these states holds no pending work: a later legitimate enqueue may replace it.
+_SPENT = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """The outcome of an enqueue: the deterministic job id, and whether this call created the job."""
+
+    job_id: str
+    created: bool
+
+
+class Admission(StrEnum):
+    """What happened to one pushed image at intake (the webhook or the reconciler)."""
+
+    QUEUED = "queued"  # a new scan job is in Redis
+    DUPLICATE = "duplicate"  # a live job for the same (repository, digest, ruleset) was already there
+    ALREADY_VETTED = "already-vetted"  # done, or in hand, under the current ruleset
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """The admission of one image and the job id it maps to."""
+
+    outcome: Admission
+    job_id: str
+
+
+def redis_connection(settings: Settings) -> redis.Redis:
+    """A Redis client on ``settings.redis_url`` with short timeouts, so an outage surfaces as an error quickly."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+        health_check_interval=30,
+    )
+
+
+def scan_job_id(repository: str, digest: str, ruleset: str) -> str:
+    """The rq job id of scanning ``repository@digest`` under ``ruleset``: ``scan-`` and 64 hex digits.
+
+    rq ids allow ``[A-Za-z0-9_-]`` only, and a readable mangling of repository names would collide
+    (``a/b`` vs ``a.b``), so the triple is hashed; the job's description and meta keep the readable form.
+    """
+    key = "\n".join((repository, digest, ruleset)).encode()
+    return "scan-" + hashlib.sha256(key).hexdigest()
+
+
+def _queue(conn: redis.Redis, name: str) -> Queue:
+    return Queue(name, connection=conn, serializer=SERIALIZER)
+
+
+def _retry(settings: Settings) -> Retry | None:
+    if settings.job_retries <= 0:
+        return None
+    return Retry(max=settings.job_retries, interval=list(RETRY_INTERVALS))
+
+
+def _clear_spent_job(conn: redis.Redis, job_id: str) -> bool:
+    """Delete the job ``job_id`` if it holds no pending work; True when the id is free again.
+
+    With ``unique=True`` rq refuses an id until its job is deleted, which includes the result/failure TTL
+    window. Callers enqueue only when the store says a scan is needed, so a finished, failed, stopped or
+    canceled job under the id is stale and must not block the new one; a queued, started, scheduled (waiting
+    for a retry) or deferred job is live and is the duplicate.
+    """
+    try:
+        job = Job.fetch(job_id, connection=conn, serializer=SERIALIZER)
+    except NoSuchJobError:
+        return True  # expired or deleted in between
+    status = job.get_status(refresh=False)
+    if status not in _SPENT:
+        return False
+    log.info("replacing spent job %s (status %s)", job_id, status.value if status else None)
+    job.delete()
+    return True
+
+
+def _enqueue_unique(queue: Queue, job_id: str, **options: Any) -> bool:
+    """Enqueue with ``unique=True``, replacing a spent job under the same id; True when this call created it."""
+    # Two rounds are enough: a spent job is deleted once; if another caller re-created it meanwhile, it is live.
+    for _round in range(2):
+        try:
+            queue.enqueue_call(job_id=job_id, unique=True, **options)
+        except DuplicateJobError:
+            if not _clear_spent_job(queue.connection, job_id):
+                return False
+        else:
+            return True
+    return False
+
+
+def enqueue_scan(
+    conn: redis.Redis,
+    repository: str,
+    digest: str,
+    *,
+    ruleset: str,
+    settings: Settings,
+    rescan: bool = False,
+) -> Enqueued:
+    """Make sure a job scanning ``repository@digest`` under ``ruleset`` is in Redis; durable when this returns.
+
+    Pushes go to :data:`PUSH_QUEUE`, rescans (``rescan=True``) to :data:`RESCAN_QUEUE`. A live job with the
+    same id makes this a no-op (``created=False``). Raises :class:`QueueUnavailable` when Redis fails.
+    """
+    job_id = scan_job_id(repository, digest, ruleset)
+    queue = _queue(conn, RESCAN_QUEUE if rescan else PUSH_QUEUE)
+    try:
+        created = _enqueue_unique(
+            queue,
+            job_id,
+            func=SCAN_FUNCTION,
+            args=(repository, digest),
+            timeout=settings.job_timeout,
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
+            retry=_retry(settings),
+            on_failure=Callback(SCAN_FAILED_CALLBACK),
+            description=f"scan {repository}@{digest}",
+            meta={"repository": repository, "digest": digest, "ruleset": ruleset, "rescan": rescan},
+        )
+    except RedisError as exc:
+        raise QueueUnavailable(f"could not enqueue the scan of {repository}@{digest}: {exc}") from exc
+    return Enqueued(job_id=job_id, created=created)
+
+
+def job_is_live(conn: redis.Redis, job_id: str) -> bool:
+    """True when ``job_id`` exists in Redis and still holds pending work (not finished, failed or stopped)."""
+    try:
+        job = Job.fetch(job_id, connection=conn, serializer=SERIALIZER)
+    except NoSuchJobError:
+        return False
+    except RedisError as exc:
+        raise QueueUnavailable(f"could not read job {job_id}: {exc}") from exc
+    return job.get_status(refresh=False) not in _SPENT
+
+
+def admit_push(
+    conn: redis.Redis,
+    store: Store,
+    repository: str,
+    digest: Digest,
+    *,
+    tag: str | None,
+    media_type: str | None,
+    ruleset: str,
+    settings: Settings,
+) -> Admitted:
+    """Record a pushed image and, unless it is already in hand under ``ruleset``, queue its scan.
+
+    Order matters for at-least-once delivery: the push is recorded first (so the tag is known even when the
+    digest is already vetted), the job is made durable in Redis next, and the record says ``queued`` last.
+    Any failure raises (``StoreUnavailable``/``QueueUnavailable``) so the caller answers 503 and the registry
+    redelivers; every step is idempotent, so a redelivery finishes the work without a second job.
+    """
+    job_id = scan_job_id(repository, digest, ruleset)
+    record = store.record_push(repository, digest, tag=tag, media_type=media_type)
+    if not store.needs_scan(repository, digest, ruleset):
+        # A record stuck in 'queued' whose job vanished (Redis flushed or restored from an old snapshot)
+        # would never be scanned: queue it again rather than trust the record.
+        stale = record.status == ScanStatus.QUEUED and not job_is_live(conn, record.job_id or job_id)
+        if not stale:
+            live = record.status in {ScanStatus.QUEUED, ScanStatus.SCANNING}
+            return Admitted(Admission.DUPLICATE if live else Admission.ALREADY_VETTED, job_id)
+    enqueued = enqueue_scan(conn, repository, digest, ruleset=ruleset, settings=settings)
+    store.mark_queued(repository, digest, ruleset=ruleset, job_id=enqueued.job_id)
+    return Admitted(Admission.QUEUED if enqueued.created else Admission.DUPLICATE, enqueued.job_id)
+
+
+def enqueue_reconcile(conn: redis.Redis, settings: Settings) -> Enqueued:
+    """Queue one reconciler run on the rescan queue, unless one is already waiting or running."""
+    try:
+        created = _enqueue_unique(
+            _queue(conn, RESCAN_QUEUE),
+            RECONCILE_JOB_ID,
+            func=RECONCILE_FUNCTION,
+            timeout=max(settings.job_timeout, 3600),
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
+            description="reconcile the registry with the store",
+        )
+    except RedisError as exc:
+        raise QueueUnavailable(f"could not enqueue the reconciler: {exc}") from exc
+    return Enqueued(job_id=RECONCILE_JOB_ID, created=created)
+
+
+def queue_depths(conn: redis.Redis) -> dict[str, int]:
+    """Waiting jobs per queue name, plus ``started``, ``scheduled`` (retry back-off) and ``failed`` over both."""
+    try:
+        queues = [_queue(conn, name) for name in QUEUES]
+        depths = {queue.name: queue.count for queue in queues}
+        depths["started"] = sum(q.started_job_registry.count for q in queues)
+        depths["scheduled"] = sum(q.scheduled_job_registry.count for q in queues)
+        depths["failed"] = sum(q.failed_job_registry.count for q in queues)
+    except RedisError as exc:
+        raise QueueUnavailable(f"could not read the queues: {exc}") from exc
+    return depths
+
+
+def failed_jobs(conn: redis.Redis, limit: int = 50) -> list[dict[str, Any]]:
+    """The most recent failed jobs over both queues, newest first, as JSON-ready dicts."""
+    if limit <= 0:
+        return []
+    found: list[dict[str, Any]] = []
+    try:
+        for name in QUEUES:
+            queue = _queue(conn, name)
+            ids = queue.failed_job_registry.get_job_ids(0, limit - 1, desc=True)
+            for job in Job.fetch_many(ids, connection=conn, serializer=SERIALIZER):
+                if job is not None:
+                    found.append(_failed_summary(name, job))
+    except RedisError as exc:
+        raise QueueUnavailable(f"could not read the failed jobs: {exc}") from exc
+    found.sort(key=lambda item: item["ended_at"] or "", reverse=True)
+    return found[:limit]
+
+
+def _failed_summary(queue_name: str, job: Job) -> dict[str, Any]:
+    exc_info = job.exc_info or ""
+    lines = [line for line in exc_info.strip().splitlines() if line.strip()]
+    return {
+        "id": job.id,
+        "queue": queue_name,
+        "description": job.description,
+        "repository": job.meta.get("repository"),
+        "digest": job.meta.get("digest"),
+        "ruleset": job.meta.get("ruleset"),
+        "ended_at": job.ended_at.isoformat() if job.ended_at else None,
+        "error": lines[-1][:500] if lines else None,
+    }
+
+
+# -- the worker --------------------------------------------------------------------------------------------------
+
+
+class ReconcileTicker:
+    """Enqueues the reconciler every ``interval`` seconds, at most once per interval across all workers.
+
+    Every worker runs a ticker; a Redis key set with ``NX`` and a TTL of one interval elects whoever gets
+    there first, so N workers still produce one run per interval, and a crashed worker never holds it long.
+    The reconciler itself runs as an ordinary rq job (timeouts, failure registry, one at a time by job id).
+    """
+
+    def __init__(self, settings: Settings, conn: redis.Redis, *, name: str) -> None:
+        self.settings = settings
+        self.conn = conn
+        self.name = name
+        self.interval = settings.reconcile_interval
+        self.lock_key = f"{settings.queue_prefix}:reconcile:due"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tollgate-reconcile-ticker", daemon=True)
+
+    def tick(self) -> bool:
+        """Enqueue the reconciler if this process wins the current interval; True when it did."""
+        if not self.conn.set(self.lock_key, self.name, nx=True, ex=self.interval):
+            return False
+        enqueued = enqueue_reconcile(self.conn, self.settings)
+        log.info("reconciler %s", "queued" if enqueued.created else "already queued or running")
+        return True
+
+    def _run(self) -> None:
+        period = max(1, min(self.interval, 30))
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except (RedisError, QueueUnavailable) as exc:
+                log.warning("reconcile ticker: %s", exc)
+            self._stop.wait(period)
+
+    def start(self) -> ReconcileTicker:
+        """Start ticking in a daemon thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop ticking and wait for the thread."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+
+def run_worker(settings: Settings, *, burst: bool = False, with_scheduler: bool = True, simple: bool = False) -> None:
+    """Run an rq worker over the push then rescan queues until stopped (or, with ``burst``, until empty).
+
+    ``with_scheduler`` lets this worker move delayed retries back to their queue (at least one worker per
+    deployment needs it). ``simple`` runs jobs in-process without forking (tests). A long-running worker
+    also ticks the periodic reconciler when ``settings.reconcile_interval`` > 0.
+    """
+    conn = redis_connection(settings)
+    queues = [_queue(conn, name) for name in QUEUES]
+    worker_class = SimpleWorker if simple else Worker
+    worker = worker_class(queues, connection=conn, serializer=SERIALIZER)
+    ticker: ReconcileTicker | None = None
+    if settings.reconcile_interval > 0 and not burst:
+        ticker = ReconcileTicker(settings, redis_connection(settings), name=worker.name).start()
+    try:
+        worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
+    except RedisError as exc:
+        raise QueueUnavailable(f"the worker lost Redis: {exc}") from exc
+    finally:
+        if ticker is not None:
+            ticker.stop()
