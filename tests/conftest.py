@@ -5,4 +5,5 @@ from __future__ import annotations
 pytest_plugins = [
     "tests.support.services",
     "tests.support.storage",
+    "tests.support.intake",
 ]

@@ -264,7 +264,8 @@ def failed_jobs(conn: redis.Redis, limit: int = 50) -> list[dict[str, Any]]:
 
 
 def _failed_summary(queue_name: str, job: Job) -> dict[str, Any]:
-    exc_info = job.exc_info or ""
+    result = job.latest_result()
+    exc_info = (result.exc_string if result is not None else None) or ""
     lines = [line for line in exc_info.strip().splitlines() if line.strip()]
     return {
         "id": job.id,
