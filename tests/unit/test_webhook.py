@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -493,3 +494,48 @@ def test_database_down_is_503_and_nothing_is_queued(app: Flask, redis_conn: redi
     error_body(response, 503)
     assert "Retry-After" in response.headers
     assert push_jobs(redis_conn) == []
+
+
+def test_oversized_chunked_body_without_length_is_413(client: FlaskClient, redis_conn: redis.Redis) -> None:
+    big = envelope(push_event(padding="x" * MAX_BODY_BYTES))
+    response = client.post(
+        "/hooks/registry",
+        input_stream=io.BytesIO(big),
+        content_type=V1,
+        headers={"Authorization": f"Bearer {TOKEN}", "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.request.content_length is None  # really no announced length
+    error_body(response, 413)
+    assert push_jobs(redis_conn) == []
+
+
+def test_chunked_body_within_the_cap_is_read(client: FlaskClient) -> None:
+    response = client.post(
+        "/hooks/registry",
+        input_stream=io.BytesIO(envelope(push_event())),
+        content_type=V1,
+        headers={"Authorization": f"Bearer {TOKEN}", "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert outcomes(response) == ["queued"]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_the_cap_is_exact(client: FlaskClient, chunked: bool) -> None:
+    """A body of exactly the cap is read; one byte more is refused, with or without a Content-Length."""
+    base = envelope(push_event(padding=""))
+    at_cap = base.replace(b'"padding": ""', b'"padding": "' + b"x" * (MAX_BODY_BYTES - len(base)) + b'"')
+    assert len(at_cap) == MAX_BODY_BYTES
+    over = at_cap[:-1] + b" }"
+    for body, status in ((at_cap, 202), (over, 413)):
+        kwargs: dict[str, Any] = {"data": body}
+        if chunked:
+            kwargs = {
+                "input_stream": io.BytesIO(body),
+                "headers": {"Transfer-Encoding": "chunked"},
+                "environ_overrides": {"wsgi.input_terminated": True},
+            }
+        headers = {"Authorization": f"Bearer {TOKEN}", **kwargs.pop("headers", {})}
+        response = client.post("/hooks/registry", content_type=V1, headers=headers, **kwargs)
+        assert response.status_code == status, response.get_data(as_text=True)[:200]
