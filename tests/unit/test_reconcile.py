@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -55,7 +56,7 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def registry() -> FakeRegistry:
+def listing() -> FakeRegistry:
     return FakeRegistry(
         repositories={
             "team/app": {"1.0": APP_V1, "latest": APP_V1, "2.0": APP_V2},
@@ -66,9 +67,9 @@ def registry() -> FakeRegistry:
 
 
 def _run(
-    settings: Settings, registry: FakeRegistry, store: Store, conn: redis.Redis, ruleset: str = RULESET
+    settings: Settings, listing: FakeRegistry, store: Store, conn: redis.Redis, ruleset: str = RULESET
 ) -> ReconcileReport:
-    return reconcile(settings, client=registry, store=store, redis_conn=conn, ruleset=ruleset)
+    return reconcile(settings, client=listing, store=store, redis_conn=conn, ruleset=ruleset)
 
 
 def _jobs(conn: redis.Redis) -> list[str]:
@@ -76,9 +77,9 @@ def _jobs(conn: redis.Redis) -> list[str]:
 
 
 def test_reconcile_records_and_queues_every_tagged_image(
-    settings: Settings, registry: FakeRegistry, store: Store, redis_conn: redis.Redis
+    settings: Settings, listing: FakeRegistry, store: Store, redis_conn: redis.Redis
 ) -> None:
-    report = _run(settings, registry, store, redis_conn)
+    report = _run(settings, listing, store, redis_conn)
     assert report == ReconcileReport(repositories=2, tags=4, enqueued=3, errors=())
     assert sorted(_jobs(redis_conn)) == sorted(
         scan_job_id(repo, digest, RULESET)
@@ -86,44 +87,44 @@ def test_reconcile_records_and_queues_every_tagged_image(
     )
     assert set(store.tags_of("team/app", APP_V1)) == {"1.0", "latest"}
     assert store.get_record("quarantine/team/app", digest_of("held")) is None
-    assert not any(repo.startswith("quarantine/") for repo, _ in registry.heads)
+    assert not any(repo.startswith("quarantine/") for repo, _ in listing.heads)
 
 
 def test_a_second_pass_queues_nothing(
-    settings: Settings, registry: FakeRegistry, store: Store, redis_conn: redis.Redis
+    settings: Settings, listing: FakeRegistry, store: Store, redis_conn: redis.Redis
 ) -> None:
-    _run(settings, registry, store, redis_conn)
-    again = _run(settings, registry, store, redis_conn)
+    _run(settings, listing, store, redis_conn)
+    again = _run(settings, listing, store, redis_conn)
     assert again.enqueued == 0
     assert len(_jobs(redis_conn)) == 3
 
 
 def test_vetted_images_are_queued_again_only_under_a_new_ruleset(
-    settings: Settings, registry: FakeRegistry, store: Store, redis_conn: redis.Redis
+    settings: Settings, listing: FakeRegistry, store: Store, redis_conn: redis.Redis
 ) -> None:
     for repo, digest in [("team/app", APP_V1), ("team/app", APP_V2), ("tools/cli", TOOL)]:
         store.record_push(repo, digest, tag=None, media_type=MANIFEST)
         store.save_report(make_report(repo, digest, ruleset=RULESET))
-    assert _run(settings, registry, store, redis_conn).enqueued == 0
-    assert _run(settings, registry, store, redis_conn, ruleset="rules-2").enqueued == 3
+    assert _run(settings, listing, store, redis_conn).enqueued == 0
+    assert _run(settings, listing, store, redis_conn, ruleset="rules-2").enqueued == 3
 
 
 def test_a_failing_repository_is_reported_and_the_walk_goes_on(
-    settings: Settings, registry: FakeRegistry, store: Store, redis_conn: redis.Redis
+    settings: Settings, listing: FakeRegistry, store: Store, redis_conn: redis.Redis
 ) -> None:
-    registry.repositories = {"broken/repo": {}, **registry.repositories}
-    registry.broken.add("broken/repo")
-    report = _run(settings, registry, store, redis_conn)
+    listing.repositories = {"broken/repo": {}, **listing.repositories}
+    listing.broken.add("broken/repo")
+    report = _run(settings, listing, store, redis_conn)
     assert report.enqueued == 3
     assert len(report.errors) == 1
     assert report.errors[0].startswith("broken/repo: NotFound")
 
 
 def test_hostile_names_from_the_registry_are_skipped(
-    settings: Settings, registry: FakeRegistry, store: Store, redis_conn: redis.Redis
+    settings: Settings, listing: FakeRegistry, store: Store, redis_conn: redis.Redis
 ) -> None:
-    registry.repositories = {"../../etc": {"x": TOOL}, "ok/repo": {"-bad-tag": TOOL, "good": TOOL}}
-    report = _run(settings, registry, store, redis_conn)
+    listing.repositories = {"../../etc": {"x": TOOL}, "ok/repo": {"-bad-tag": TOOL, "good": TOOL}}
+    report = _run(settings, listing, store, redis_conn)
     assert report.enqueued == 1
     assert report.tags == 1
     assert [e.split(":")[0] for e in report.errors] == ["../../etc"]
@@ -131,17 +132,17 @@ def test_hostile_names_from_the_registry_are_skipped(
 
 
 def test_registry_down_is_an_error_not_a_crash(
-    settings: Settings, registry: FakeRegistry, store: Store, redis_conn: redis.Redis
+    settings: Settings, listing: FakeRegistry, store: Store, redis_conn: redis.Redis
 ) -> None:
-    registry.down = True
-    report = _run(settings, registry, store, redis_conn)
+    listing.down = True
+    report = _run(settings, listing, store, redis_conn)
     assert report.repositories == 0
     assert report.errors[0].startswith("catalog: RegistryUnavailable")
 
 
-def test_redis_down_stops_the_walk(settings: Settings, registry: FakeRegistry, store: Store, free_port: int) -> None:
+def test_redis_down_stops_the_walk(settings: Settings, listing: FakeRegistry, store: Store, free_port: int) -> None:
     dead = redis.Redis(host="127.0.0.1", port=free_port, socket_connect_timeout=1)
-    report = _run(settings, registry, store, dead)
+    report = _run(settings, listing, store, dead)
     assert report.enqueued == 0
     assert len(report.errors) == 1
     assert report.errors[0].startswith("stopped:")
@@ -151,3 +152,37 @@ def test_redis_down_stops_the_walk(settings: Settings, registry: FakeRegistry, s
 def test_report_json() -> None:
     report = ReconcileReport(repositories=1, tags=2, enqueued=1, errors=("x",))
     assert report.to_json() == {"repositories": 1, "tags": 2, "enqueued": 1, "errors": ["x"]}
+
+
+# -- against the real registry -----------------------------------------------------------------------------------
+
+
+@pytest.mark.functional
+def test_reconcile_against_the_real_registry(
+    registry: Any, store: Store, redis_url: str, redis_conn: redis.Redis, tmp_path: Path
+) -> None:
+    """Images pushed while no notification reached Tollgate are found, recorded and queued once."""
+    from workers.registry import RegistryClient
+
+    from tests.support.oci import tar_layer, write_image_layout
+
+    app_digest = write_image_layout(tmp_path / "app", [tar_layer({"app/main.sh": b"#!/bin/sh\necho app\n"})])
+    cli_digest = write_image_layout(tmp_path / "cli", [tar_layer({"usr/bin/cli": b"#!/bin/sh\necho cli\n"})])
+    registry.push_layout(tmp_path / "app", "team/app", "1.0")
+    registry.push_layout(tmp_path / "app", "team/app", "latest")
+    registry.push_layout(tmp_path / "cli", "tools/cli", "v3")
+    registry.push_layout(tmp_path / "cli", "quarantine/tools/cli", "v3")
+    settings = Settings.from_env(
+        {}, redis_url=redis_url, registry_url=registry.url, registry_use_docker_config=False, reconcile_interval=0
+    )
+    with RegistryClient.from_settings(settings) as client:
+        report = reconcile(settings, client=client, store=store, redis_conn=redis_conn, ruleset=RULESET)
+        again = reconcile(settings, client=client, store=store, redis_conn=redis_conn, ruleset=RULESET)
+
+    assert report == ReconcileReport(repositories=2, tags=3, enqueued=2, errors=())
+    assert again.enqueued == 0
+    assert sorted(_jobs(redis_conn)) == sorted(
+        [scan_job_id("team/app", app_digest, RULESET), scan_job_id("tools/cli", cli_digest, RULESET)]
+    )
+    assert set(store.tags_of("team/app", app_digest)) == {"1.0", "latest"}
+    assert store.get_record("quarantine/tools/cli", cli_digest) is None
