@@ -44,7 +44,7 @@ def current_ruleset(settings: Settings) -> str:
         from rules.loader import ruleset_version
     except ImportError as exc:
         raise ConfigError(f"rules.loader.ruleset_version is not available: {exc}") from exc
-    return ruleset_version(settings.rules_dir, settings.rules_extra)
+    return str(ruleset_version(settings.rules_dir, settings.rules_extra))
 
 
 def create_app(settings: Settings | None = None) -> Flask:
