@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.services",
     "tests.support.storage",
     "tests.support.intake",
+    "tests.support.registry",
 ]
