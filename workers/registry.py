@@ -92,11 +92,11 @@ class Credentials:
         if settings.registry_username or settings.registry_password or settings.registry_token:
             return cls(settings.registry_username, settings.registry_password, settings.registry_token)
         if settings.registry_use_docker_config:
-            return _from_docker_config(settings.registry_host)
+            return docker_config_credentials(settings.registry_host)
         return None
 
 
-def _from_docker_config(host: str) -> Credentials | None:
+def docker_config_credentials(host: str) -> Credentials | None:
     """Look ``host`` up in ~/.docker/config.json (or $DOCKER_CONFIG), credential helpers included."""
     try:
         from docker import auth as docker_auth
@@ -362,6 +362,29 @@ class VerifyingStream(io.RawIOBase):
         self.verified = True
 
 
+@contextmanager
+def verified_reader(
+    chunks: Iterable[bytes],
+    expected: Digest,
+    *,
+    expected_size: int | None = None,
+    what: str = "blob",
+    on_error: Callable[[Exception], Exception] | None = None,
+) -> Iterator[BinaryIO]:
+    """A buffered :class:`VerifyingStream` over ``chunks``; on a normal exit the rest is drained and verified.
+
+    So a ``with`` block that completes without an exception has only ever seen verified content, even
+    when its consumer stopped reading early (a tar reader stops at the end-of-archive marker).
+    """
+    raw = VerifyingStream(chunks, expected, expected_size=expected_size, what=what, on_error=on_error)
+    stream = io.BufferedReader(raw, BLOB_CHUNK)
+    yield stream
+    while not raw.verified and stream.read(BLOB_CHUNK):
+        pass
+    if not raw.verified:  # defensive: read() returns b"" only after verification succeeded
+        raise IntegrityError(f"{what} was not verified")
+
+
 # ---------------------------------------------------------------------------------------------- client
 
 
@@ -566,19 +589,14 @@ class RegistryClient:
                     raise IntegrityError(f"{where} is {declared} bytes, its descriptor says {expected_size}")
                 if max_bytes is not None and int(declared) > max_bytes:
                     raise IntegrityError(f"{where} is larger than {max_bytes} bytes")
-            raw = VerifyingStream(
+            with verified_reader(
                 response.iter_raw(BLOB_CHUNK),
                 checked,
                 expected_size=expected_size,
                 what=where,
                 on_error=lambda exc: _stream_error(exc, where),
-            )
-            stream = io.BufferedReader(raw, BLOB_CHUNK)
-            yield stream
-            while not raw.verified and stream.read(BLOB_CHUNK):
-                pass
-            if not raw.verified:  # defensive: read() returned b"" only after verification
-                raise IntegrityError(f"{where} was not verified")
+            ) as stream:
+                yield stream
 
     def catalog(self) -> Iterator[str]:
         """Every repository name in the registry, following ``Link`` pagination."""
