@@ -590,7 +590,7 @@ class RegistryClient:
                 if max_bytes is not None and int(declared) > max_bytes:
                     raise IntegrityError(f"{where} is larger than {max_bytes} bytes")
             with verified_reader(
-                response.iter_raw(BLOB_CHUNK),
+                response.iter_bytes(BLOB_CHUNK),
                 checked,
                 expected_size=expected_size,
                 what=where,
@@ -755,7 +755,7 @@ class RegistryClient:
         parts: list[bytes] = []
         total = 0
         try:
-            for chunk in response.iter_raw(64 * 1024):
+            for chunk in response.iter_bytes(64 * 1024):
                 total += len(chunk)
                 if total > cap:
                     raise limit_error(f"{what} is larger than {cap} bytes")
@@ -1000,7 +1000,7 @@ def _error_detail(response: httpx.Response) -> str:
     """``CODE: message`` pairs from a distribution error body, if the body is one."""
     try:
         body = b""
-        for chunk in response.iter_raw(16 * 1024):
+        for chunk in response.iter_bytes(16 * 1024):
             body += chunk
             if len(body) > MAX_ERROR_BODY:
                 return ""
