@@ -484,12 +484,13 @@ class DockerArchiveSource(_LayoutSource):
 
 
 def _split_local(spec: str, exists: Callable[[Path], bool]) -> tuple[Path, str | None]:
-    """``path[:ref]``: the whole string when it names an existing path, else split at the last ':'."""
+    """``path[:ref]``: the whole string when it names an existing path, else split at the first ':' that
+    leaves an existing path before it (paths may contain ':', and so may refs such as ``repo:tag``)."""
     if exists(Path(spec)):
         return Path(spec), None
-    head, sep, tail = spec.rpartition(":")
-    if sep and head and exists(Path(head)):
-        return Path(head), tail or None
+    for position, char in enumerate(spec):
+        if char == ":" and position and exists(Path(spec[:position])):
+            return Path(spec[:position]), spec[position + 1 :] or None
     return Path(spec), None
 
 

@@ -374,7 +374,7 @@ def write_docker_archive(
     config: Mapping[str, Any] | None = None,
     repo_tags: Sequence[str] = ("test/app:latest",),
     platform: PlatformSpec = ("linux", "amd64"),
-    members: Mapping[str, bytes] | None = None,
+    members: Mapping[str, bytes | FileSpec] | None = None,
 ) -> DockerArchive:
     """Write a legacy ``docker save`` tar: ``<hex>.json`` config, ``<diffid>/layer.tar`` and ``manifest.json``.
 
