@@ -112,7 +112,7 @@ if [[ "$want" != "$have" || ! -x "$VENV/bin/tollgate" ]]; then
     say "installing pinned requirements into $VENV"
     "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-dev.txt
     say "installing tollgate (editable)"
-    "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps -e .
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
     printf '%s\n' "$want" >"$STAMP"
 fi
 "$VENV/bin/tollgate" --help >/dev/null || die "$VENV/bin/tollgate does not run"

@@ -34,6 +34,7 @@ APP_ROOTS = (
     "yara-x",
     "sigstore",
     "cryptography",
+    "docker",  # its auth module reads registry credentials from the Docker client config
 )
 # What tests, linters and type checks need on top.
 DEV_ROOTS = (
@@ -45,8 +46,8 @@ DEV_ROOTS = (
     "types-requests",
     "jsonschema",  # the OpenAPI contract tests validate responses against it
     "bcrypt",  # htpasswd files for the registry in auth tests
-    "docker",  # reading docker client config in tests
     "packaging",
+    "setuptools",  # the build backend, so the editable install and the wheel test need no network
 )
 
 

@@ -41,6 +41,8 @@ PERSISTED_SECRETS: dict[str, Callable[[], str]] = {
     "TOLLGATE_WEBHOOK_TOKEN": lambda: secrets.token_urlsafe(32),
     "TOLLGATE_SECRET_KEY": lambda: secrets.token_hex(32),
 }
+# Values never echoed to the console or the logs (the registry logs its endpoint headers at start-up).
+SECRET_VARIABLES = (*PERSISTED_SECRETS, "TOLLGATE_REGISTRY_PASSWORD", "TOLLGATE_REGISTRY_TOKEN")
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::", ""})
 START_TIMEOUT = 60.0  # seconds for one process to answer; a cold first import of the app can take a while
 STOP_TIMEOUT = 15.0  # seconds between SIGTERM and SIGKILL; a worker finishes its current job's cleanup first
@@ -248,6 +250,7 @@ class Supervisor:
         self.console = console
         self.children: list[Child] = []
         self.stop_requested = threading.Event()
+        self.secrets = [plan.env[key] for key in SECRET_VARIABLES if len(plan.env.get(key, "")) >= 8]
 
     def start(self, name: str, argv: list[str]) -> Child:
         """Start ``argv`` in a new session (so Ctrl-C reaches only us), logging to ``log/<name>.log``."""
@@ -277,6 +280,8 @@ class Supervisor:
             log.write(f"--- started {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
             for raw in stream:
                 text = raw.decode("utf-8", "replace").rstrip("\n")
+                for secret in self.secrets:
+                    text = text.replace(secret, "<redacted>")
                 log.write(text + "\n")
                 log.flush()
                 tail.append(text)
