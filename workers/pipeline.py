@@ -69,6 +69,7 @@ _SCANNERS_CACHE: dict[tuple[Path, tuple[Path, ...]], Scanners] = {}
 def load_scanners(rules_dir: Path, extra: Sequence[Path] = ()) -> Scanners:
     """Compile the ruleset once per process (keyed by its content version) and build the scanners."""
     from rules.loader import load_ruleset, ruleset_version
+
     from workers.scanners.heuristics import HeuristicScanner
     from workers.scanners.yara_scanner import YaraScanner
 
@@ -189,7 +190,7 @@ class Vetter:
             scans.append(scan)
             platforms.append(report)
 
-    # 2–4. fetch, unpack, scan one platform image
+    # 2-4. fetch, unpack, scan one platform image
     def _vet_platform(
         self,
         source: ImageSource,
@@ -260,12 +261,11 @@ class Vetter:
     def _scan_layer(self, source: ImageSource, layer: LayerInfo, fs: MergedFilesystem, scan: _PlatformScan) -> None:
         """Stream one layer: verify its digests, feed the merged view, and scan each regular file."""
         where = {"layer": layer.digest, "step": layer.step}
-        entries = []
         try:
             with source.open_blob(layer.digest, expected_size=layer.size) as blob:
                 reader = LayerReader(blob, limits=self.limits)
                 for entry, content in reader:
-                    entries.append(entry)
+                    fs.apply_entry(layer.index, entry)
                     if entry.kind is EntryKind.FILE and content:
                         scan.files += 1
                         scan.bytes += len(content)
@@ -287,15 +287,13 @@ class Vetter:
             message = f"layer {layer.index} ({layer.digest}): unpacking stopped: {exc}"
             scan.errors.append(message)
             scan.findings.append((_integrity_finding("tollgate.unpack.limit", message, **where), None))
-            fs.apply(layer.index, entries)  # what was read before the breach still counts
-            return
+            return  # what was read before the breach is already in the merged view
         except IntegrityError:
             raise  # a blob whose bytes differ from its digest: nothing from it may be trusted
         except UnsafeArchiveError as exc:
             message = f"layer {layer.index} ({layer.digest}): unreadable layer: {exc}"
             scan.errors.append(message)
             scan.findings.append((_integrity_finding("tollgate.unpack.corrupt", message, **where), None))
-            fs.apply(layer.index, entries)
             return
 
         for refusal in reader.refusals:
@@ -317,4 +315,3 @@ class Vetter:
                 f"layer {layer.index} ({layer.digest}): uncompressed content hashes to {reader.stats.diff_id}, "
                 f"config says diff_id {layer.diff_id}"
             )
-        fs.apply(layer.index, entries)

@@ -19,7 +19,7 @@ class UnpackLimits:
 
     max_entries: int = 200_000
     max_total_bytes: int = 8 * 1024**3  # uncompressed bytes per layer
-    max_file_bytes: int = 512 * 1024**2  # bytes of one file we read for scanning
+    max_file_bytes: int = 8 * 1024**3  # one file; large model/CUDA files are legitimate, so this is generous
     max_ratio: int = 200  # uncompressed / compressed, checked once past ``ratio_floor``
     ratio_floor: int = 64 * 1024**2
     max_path_length: int = 4096
