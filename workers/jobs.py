@@ -42,8 +42,8 @@ def _progress_reporter(repository: str, digest: Digest) -> Any:
         job.meta["stage"] = stage
         job.meta["subject"] = f"{repository}@{digest}"
         try:
-            job.save_meta()
-        except Exception:  # noqa: BLE001 - progress is best effort; never fail a scan for it
+            job.save_meta()  # type: ignore[no-untyped-call]
+        except Exception:
             log.debug("could not save job progress", exc_info=True)
 
     return report
@@ -88,7 +88,7 @@ def on_scan_failed(job: Any, connection: Any, exc_type: Any, exc_value: Any, tb:
     try:
         repository, digest = job.args[0], parse_digest(job.args[1])
     except (IndexError, ValueError, TypeError):
-        log.error("failed job %s has unexpected arguments %r", getattr(job, "id", "?"), getattr(job, "args", None))
+        log.exception("failed job %s has unexpected arguments %r", getattr(job, "id", "?"), getattr(job, "args", None))
         return
     detail = "".join(traceback.format_exception_only(exc_type, exc_value)).strip() if exc_type else "job failed"
     _store().mark_error(repository, digest, f"gave up after retries: {detail}", ruleset=None)

@@ -88,7 +88,15 @@ def load_scanners(rules_dir: Path, extra: Sequence[Path] = ()) -> Scanners:
     return scanners
 
 
-def _integrity_finding(rule: str, message: str, *, severity: Severity = Severity.HIGH, **where: object) -> Finding:
+def _integrity_finding(
+    rule: str,
+    message: str,
+    layer: LayerInfo,
+    *,
+    severity: Severity = Severity.HIGH,
+    path: str | None = None,
+    evidence: str | None = None,
+) -> Finding:
     """A finding about the image being malformed or hostile to the scanner (never a pass)."""
     return Finding(
         rule=rule,
@@ -97,7 +105,10 @@ def _integrity_finding(rule: str, message: str, *, severity: Severity = Severity
         confidence=Confidence.MEDIUM,
         message=message,
         attack="T1027",
-        **where,  # type: ignore[arg-type]
+        layer=layer.digest,
+        step=layer.step,
+        path=path,
+        evidence=evidence,
     )
 
 
@@ -260,7 +271,6 @@ class Vetter:
 
     def _scan_layer(self, source: ImageSource, layer: LayerInfo, fs: MergedFilesystem, scan: _PlatformScan) -> None:
         """Stream one layer: verify its digests, feed the merged view, and scan each regular file."""
-        where = {"layer": layer.digest, "step": layer.step}
         try:
             with source.open_blob(layer.digest, expected_size=layer.size) as blob:
                 reader = LayerReader(blob, limits=self.limits)
@@ -286,14 +296,14 @@ class Vetter:
         except LimitExceeded as exc:
             message = f"layer {layer.index} ({layer.digest}): unpacking stopped: {exc}"
             scan.errors.append(message)
-            scan.findings.append((_integrity_finding("tollgate.unpack.limit", message, **where), None))
+            scan.findings.append((_integrity_finding("tollgate.unpack.limit", message, layer), None))
             return  # what was read before the breach is already in the merged view
         except IntegrityError:
             raise  # a blob whose bytes differ from its digest: nothing from it may be trusted
         except UnsafeArchiveError as exc:
             message = f"layer {layer.index} ({layer.digest}): unreadable layer: {exc}"
             scan.errors.append(message)
-            scan.findings.append((_integrity_finding("tollgate.unpack.corrupt", message, **where), None))
+            scan.findings.append((_integrity_finding("tollgate.unpack.corrupt", message, layer), None))
             return
 
         for refusal in reader.refusals:
@@ -302,10 +312,10 @@ class Vetter:
                     _integrity_finding(
                         "tollgate.unpack.refused-entry",
                         f"refused tar entry: {refusal.reason}",
+                        layer,
                         severity=Severity.MEDIUM,
-                        path=refusal.path,
+                        path="/" + refusal.path,
                         evidence=clip_evidence(refusal.path),
-                        **where,
                     ),
                     None,
                 )
