@@ -29,7 +29,7 @@ class Policy:
 
     actions: Mapping[Verdict, Action] = field(default_factory=lambda: dict(DEFAULT_ACTIONS))
 
-    def action_for(self, verdict: Verdict, repository: str) -> Action:  # noqa: ARG002 - per-repo rules come later
+    def action_for(self, verdict: Verdict, repository: str) -> Action:
         """The action for ``verdict`` in ``repository``."""
         return self.actions[verdict]
 
