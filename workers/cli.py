@@ -117,8 +117,8 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 def cmd_reconcile(_args: argparse.Namespace) -> int:
     """List the registry and enqueue every image never vetted under the current ruleset."""
     import redis
-    from rules.loader import ruleset_version
 
+    from rules.loader import ruleset_version
     from workers.reconcile import reconcile
     from workers.registry import RegistryClient
     from workers.store import Store

@@ -69,7 +69,6 @@ _SCANNERS_CACHE: dict[tuple[Path, tuple[Path, ...]], Scanners] = {}
 def load_scanners(rules_dir: Path, extra: Sequence[Path] = ()) -> Scanners:
     """Compile the ruleset once per process (keyed by its content version) and build the scanners."""
     from rules.loader import load_ruleset, ruleset_version
-
     from workers.scanners.heuristics import HeuristicScanner
     from workers.scanners.yara_scanner import YaraScanner
 

@@ -155,7 +155,6 @@ def _describe(exc: Exception) -> str:
 def reconcile_job() -> dict[str, Any]:
     """rq entry point of the periodic reconciler: build everything from the environment and run one pass."""
     from rules.loader import ruleset_version
-
     from workers.registry import RegistryClient
     from workers.store import Store
 

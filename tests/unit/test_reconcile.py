@@ -162,9 +162,8 @@ def test_reconcile_against_the_real_registry(
     registry: Any, store: Store, redis_url: str, redis_conn: redis.Redis, tmp_path: Path
 ) -> None:
     """Images pushed while no notification reached Tollgate are found, recorded and queued once."""
-    from workers.registry import RegistryClient
-
     from tests.support.oci import tar_layer, write_image_layout
+    from workers.registry import RegistryClient
 
     app_digest = write_image_layout(tmp_path / "app", [tar_layer({"app/main.sh": b"#!/bin/sh\necho app\n"})])
     cli_digest = write_image_layout(tmp_path / "cli", [tar_layer({"usr/bin/cli": b"#!/bin/sh\necho cli\n"})])
