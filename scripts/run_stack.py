@@ -313,25 +313,40 @@ class Supervisor:
             self.stop_requested.wait(0.2)
 
     def stop_all(self) -> None:
-        """SIGTERM every child's process group, newest first; SIGKILL what is still there after STOP_TIMEOUT."""
+        """Stop every child, newest first: SIGTERM to its process group, then SIGKILL to whatever is left.
+
+        Each child leads its own session, so "whatever is left" is exactly what it spawned, including
+        processes that moved to a group of their own (an rq work horse does).
+        """
         for child in reversed(self.children):
-            if not child.alive():
-                # The leader is gone; anything left in its group (an rq work horse, say) goes now.
+            if child.alive():
+                self.console.say(f"stopping {child.name} (pid {child.process.pid})")
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.process.pid, signal.SIGKILL)
-                continue
-            self.console.say(f"stopping {child.name} (pid {child.process.pid})")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.process.pid, signal.SIGTERM)
-            try:
-                child.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.console.say(f"{child.name} ignored SIGTERM for {STOP_TIMEOUT:.0f} s; killing it")
-            # Whatever the group leader left behind (an rq work horse, say) goes too.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.process.pid, signal.SIGKILL)
+                    os.killpg(child.process.pid, signal.SIGTERM)
+                try:
+                    child.process.wait(timeout=STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    self.console.say(f"{child.name} ignored SIGTERM for {STOP_TIMEOUT:.0f} s; killing it")
+            for pid in session_members(child.process.pid):  # the leader too, while it is not yet reaped
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             child.process.wait()
             child.pump.join(timeout=2)
+
+
+def session_members(sid: int) -> list[int]:
+    """Live processes in session ``sid`` (from /proc; empty where there is none)."""
+    members = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        # The command name (field 2) may hold spaces or parentheses; the fixed fields follow its last ')'.
+        state, _ppid, _pgrp, session = stat.rpartition(")")[2].split()[:4]
+        if int(session) == sid and state != "Z":
+            members.append(int(entry.name))
+    return members
 
 
 # -- the stack ---------------------------------------------------------------------------------------------------
@@ -426,7 +441,7 @@ def start_registry(sup: Supervisor, addr: HostPort) -> None:
     sup.wait_until("registry", http_ok(f"http://{addr.browsable}/v2/", frozenset({200, 401})))
 
 
-def banner(plan: Plan) -> str:
+def banner(plan: Plan, *, status_page: bool) -> str:
     """What to open and what to paste, once everything answers."""
     web = f"http://{plan.web.browsable}"
     registry_host = plan.settings.registry_host
@@ -434,7 +449,6 @@ def banner(plan: Plan) -> str:
     lines = [
         "",
         "Tollgate is running. Ctrl-C stops everything this command started.",
-        f"  web / status    {web}/queue",
         f"  health          {web}/api/v1/health",
         f"  API example     curl -s {web}/api/v1/images/demo/alpine:3.20",
         f"  registry        {plan.settings.registry_url}/v2/_catalog",
@@ -443,6 +457,8 @@ def banner(plan: Plan) -> str:
         f"    skopeo copy --all{tls_flag} {EXAMPLE_SOURCE} docker://{registry_host}/demo/alpine:3.20",
         "",
     ]
+    if status_page:
+        lines.insert(2, f"  status page     {web}/queue")
     if plan.registry is None:
         lines.insert(5, "  (external registry: point its notifications at "
                         f"{plan.settings.public_url}/hooks/registry with the webhook token)")  # fmt: skip
@@ -466,7 +482,8 @@ def run(plan: Plan, sup: Supervisor) -> int:
     sup.wait_until("web", http_ok(f"http://{plan.web.browsable}/api/v1/health"))
     worker = sup.start("worker", [tollgate, "worker"])
     sup.wait_until("worker", worker_registered(plan.settings.redis_url, worker.process.pid))
-    for line in banner(plan).splitlines():
+    status_page = http_ok(f"http://{plan.web.browsable}/queue")()  # only advertise pages that exist
+    for line in banner(plan, status_page=status_page).splitlines():
         sup.console.say(line)
     while True:
         sup.check()
