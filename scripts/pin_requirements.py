@@ -12,7 +12,6 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -55,12 +54,9 @@ def closure(roots: tuple[str, ...]) -> dict[str, str]:
     """Installed ``{project name: version}`` of ``roots`` and everything they require on this platform."""
     pinned: dict[str, str] = {}
     seen: set[str] = set()  # "name[extras]" already expanded
-    pending = [(Requirement(root), "") for root in roots]
+    pending = [Requirement(root) for root in roots]
     while pending:
-        requirement, extra = pending.pop()
-        env = {**default_environment(), "extra": extra}
-        if requirement.marker is not None and not requirement.marker.evaluate(env):
-            continue
+        requirement = pending.pop()
         try:
             dist = metadata.distribution(requirement.name)
         except metadata.PackageNotFoundError:
@@ -75,12 +71,9 @@ def closure(roots: tuple[str, ...]) -> dict[str, str]:
         for raw in dist.requires or ():
             child = Requirement(raw)
             # A child guarded by ``extra == "x"`` only counts when one of our requested extras is "x".
-            for wanted in ["", *extras]:
-                env = {**default_environment(), "extra": wanted}
-                if child.marker is None or child.marker.evaluate(env):
-                    child.marker = None
-                    pending.append((child, wanted))
-                    break
+            # (evaluate() fills in this interpreter's platform markers itself.)
+            if child.marker is None or any(child.marker.evaluate({"extra": wanted}) for wanted in ["", *extras]):
+                pending.append(child)
     return pinned
 
 

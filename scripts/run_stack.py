@@ -131,6 +131,7 @@ def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by its owner only, never briefly world-readable."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a leftover temporary file keeps its old mode through O_CREAT
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     tmp.replace(path)
