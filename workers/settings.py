@@ -69,7 +69,7 @@ class Settings:
             elif key in known and key != "TOLLGATE_LIMITS":
                 name = key.removeprefix("TOLLGATE_").lower()
                 values[name] = _coerce(name, key, raw)
-            elif key not in _IGNORED_ENV:
+            elif key not in _IGNORED_ENV and not key.startswith(_IGNORED_PREFIXES):
                 raise ConfigError(f"unknown setting {key}; see README 'Configuration'")
         settings = cls(**values)
         if limits:
@@ -99,7 +99,9 @@ class Settings:
 
 
 # Variables with the prefix that are read by scripts, not by Settings.
-_IGNORED_ENV = frozenset({"TOLLGATE_WEB_PORT", "TOLLGATE_REGISTRY_PORT", "TOLLGATE_HOME"})
+_IGNORED_ENV = frozenset({"TOLLGATE_WEB_PORT", "TOLLGATE_REGISTRY_PORT", "TOLLGATE_HOME", "TOLLGATE_DEBIAN_MIRROR"})
+# Test-suite and benchmark knobs share the prefix but are read by tests/ and bench/, not the service.
+_IGNORED_PREFIXES = ("TOLLGATE_TEST_", "TOLLGATE_BENCH_")
 
 _INT_FIELDS = {"job_timeout", "job_retries", "reconcile_interval"}
 _FLOAT_FIELDS = {"registry_timeout"}
