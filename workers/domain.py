@@ -15,6 +15,7 @@ Digest = NewType("Digest", str)
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$|^sha512:[0-9a-f]{128}$")
 # distribution's repository grammar: path components of lowercase alnum joined by separators.
 _REPOSITORY_RE = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$")
+_HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]{1,5})?$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 
@@ -200,6 +201,8 @@ def parse_reference(text: str) -> ImageReference:
     registry: str | None = None
     first, sep, remainder = rest.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost"):
+        if not _HOST_RE.match(first):
+            raise ValueError(f"not a valid registry host: {first[:80]!r}")
         registry, rest = first, remainder
     tag: str | None = None
     last_slash = rest.rfind("/")
