@@ -6,5 +6,6 @@ pytest_plugins = [
     "tests.support.services",
     "tests.support.storage",
     "tests.support.intake",
+    "tests.support.stack",
     "tests.support.registry",
 ]

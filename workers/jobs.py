@@ -18,14 +18,19 @@ from workers.store import Store
 log = logging.getLogger(__name__)
 
 
-@cache
 def _settings() -> Settings:
+    # Read on every job: cheap, and a worker never acts on settings older than its environment.
     return Settings.from_env()
 
 
 @cache
+def _store_for(database_url: str) -> Store:
+    return Store(database_url)
+
+
 def _store() -> Store:
-    return Store.from_settings(_settings())
+    """One Store (connection pool) per database URL for the life of the worker process."""
+    return _store_for(_settings().database_url)
 
 
 def _progress_reporter(repository: str, digest: Digest) -> Any:
