@@ -268,6 +268,8 @@ class LayerReader:
             raise UnsafeArchiveError(f"not a tar stream: {exc}") from None
         try:
             for member in tar:
+                # Stream mode keeps every TarInfo it has seen; drop them so memory does not grow with entries.
+                tar.members.clear()
                 self._entries += 1
                 if self._entries > self.limits.max_entries:
                     raise LimitExceeded(f"entry count cap: more than {self.limits.max_entries} entries")
