@@ -133,7 +133,7 @@ def cmd_reconcile(_args: argparse.Namespace) -> int:
             redis_conn=redis.Redis.from_url(settings.redis_url),
             ruleset=ruleset_version(settings.rules_dir, settings.rules_extra),
         )
-    print(json.dumps(report.to_json() if hasattr(report, "to_json") else report.__dict__, default=str))
+    print(json.dumps(report.to_json(), default=str))
     return EXIT_ERROR if report.errors else EXIT_ALLOWED
 
 
