@@ -19,9 +19,12 @@ YARA_IDS = sorted(m.id for m in RULESET.rules.values() if m.kind == "yara")
 HEURISTICS = {h.meta.id: h for h in RULESET.heuristics}
 
 
-def _yara_hits(ruleset: Ruleset, path: Path) -> set[str]:
+def _yara_hits(ruleset: Ruleset, path: Path, rule_id: str) -> set[str]:
+    # A rule limited to certain paths sees its samples at the first such path; others at a neutral one.
+    include = ruleset.rules[rule_id].path_include
+    where = include[0].replace("*", "").lstrip("/") if include else f"samples/{path.name}"
     ctx = FileContext(
-        path=f"samples/{path.name}",
+        path=where,
         layer_index=0,
         layer_digest=sha256_digest(b"layer"),
         step=None,
@@ -45,7 +48,7 @@ def test_yara_rule_matches_positive_samples(rule_id: str) -> None:
     samples = sorted((RULES_DIR / "samples" / rule_id / "match").iterdir())
     assert samples
     for sample in samples:
-        assert rule_id in _yara_hits(RULESET, sample), f"{rule_id} missed {sample.name}"
+        assert rule_id in _yara_hits(RULESET, sample, rule_id), f"{rule_id} missed {sample.name}"
 
 
 @pytest.mark.parametrize("rule_id", YARA_IDS)
@@ -53,7 +56,21 @@ def test_yara_rule_ignores_benign_samples(rule_id: str) -> None:
     samples = sorted((RULES_DIR / "samples" / rule_id / "benign").iterdir())
     assert samples
     for sample in samples:
-        assert rule_id not in _yara_hits(RULESET, sample), f"{rule_id} fired on benign {sample.name}"
+        assert rule_id not in _yara_hits(RULESET, sample, rule_id), f"{rule_id} fired on benign {sample.name}"
+
+
+def test_path_limited_rules_ignore_other_paths() -> None:
+    sample = RULES_DIR / "samples" / "backdoor.ssh-key-root" / "match" / "authorized_keys"
+    ctx = FileContext(
+        path="usr/share/doc/openssh/example_authorized_keys",
+        layer_index=0,
+        layer_digest=sha256_digest(b"layer"),
+        step=None,
+        mode=0o644,
+        size=sample.stat().st_size,
+        content=sample.read_bytes(),
+    )
+    assert not YaraScanner(RULESET).scan_file(ctx)
 
 
 @pytest.mark.parametrize("rule_id", sorted(HEURISTICS))
