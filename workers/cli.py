@@ -29,7 +29,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     settings = _settings()
     try:
-        scanners = load_scanners(settings.rules_dir, settings.rules_extra)
+        scanners = load_scanners(
+            settings.rules_dir,
+            settings.rules_extra,
+            protected_names=settings.protected_names,
+            trusted_namespaces=settings.trusted_namespaces,
+        )
         source, reference = open_source(args.ref, settings)
         try:
             report = Vetter(scanners, limits=settings.limits).vet(source, reference)

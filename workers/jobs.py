@@ -63,7 +63,12 @@ def scan_image(repository: str, digest: str) -> dict[str, Any]:
     settings = _settings()
     store = _store()
     checked = parse_digest(digest)
-    scanners = load_scanners(settings.rules_dir, settings.rules_extra)
+    scanners = load_scanners(
+        settings.rules_dir,
+        settings.rules_extra,
+        protected_names=settings.protected_names,
+        trusted_namespaces=settings.trusted_namespaces,
+    )
     store.mark_scanning(repository, checked, ruleset=scanners.ruleset)
     vetter = Vetter(scanners, limits=settings.limits, progress=_progress_reporter(repository, checked))
     try:

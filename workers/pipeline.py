@@ -40,6 +40,7 @@ from workers.oci import (
 )
 from workers.policy import Policy, decide
 from workers.scanners.base import ConfigContext, ConfigScanner, FileContext, FileScanner
+from workers.scanners.names import NameScanner
 from workers.settings import UnpackLimits
 from workers.sources import ImageSource
 from workers.unpack import EntryKind, LayerReader
@@ -61,18 +62,25 @@ class Scanners:
     ruleset: str
     file_scanners: tuple[FileScanner, ...]
     config_scanners: tuple[ConfigScanner, ...]
+    names: NameScanner | None = None  # about the repository, not a platform: runs once per image
 
 
-_SCANNERS_CACHE: dict[tuple[Path, tuple[Path, ...]], Scanners] = {}
+_SCANNERS_CACHE: dict[tuple[Path, tuple[Path, ...], tuple[str, ...], tuple[str, ...]], Scanners] = {}
 
 
-def load_scanners(rules_dir: Path, extra: Sequence[Path] = ()) -> Scanners:
+def load_scanners(
+    rules_dir: Path,
+    extra: Sequence[Path] = (),
+    *,
+    protected_names: Sequence[str] = (),
+    trusted_namespaces: Sequence[str] = (),
+) -> Scanners:
     """Compile the ruleset once per process (keyed by its content version) and build the scanners."""
     from rules.loader import load_ruleset, ruleset_version
     from workers.scanners.heuristics import HeuristicScanner
     from workers.scanners.yara_scanner import YaraScanner
 
-    key = (rules_dir, tuple(extra))
+    key = (rules_dir, tuple(extra), tuple(protected_names), tuple(trusted_namespaces))
     version = ruleset_version(rules_dir, extra)
     cached = _SCANNERS_CACHE.get(key)
     if cached is not None and cached.ruleset == version:
@@ -82,6 +90,7 @@ def load_scanners(rules_dir: Path, extra: Sequence[Path] = ()) -> Scanners:
         ruleset=ruleset.version,
         file_scanners=(YaraScanner(ruleset),),
         config_scanners=(HeuristicScanner(ruleset),),
+        names=NameScanner(protected_names, trusted_namespaces),
     )
     _SCANNERS_CACHE[key] = scanners
     return scanners
@@ -161,6 +170,8 @@ class Vetter:
         # 5. decide
         self.progress("decide")
         findings = tuple(f for scan in scans for f, _ in scan.findings)
+        if self.scanners.names is not None:
+            findings += tuple(self.scanners.names.scan_repository(source.repository))
         errors = tuple(e for scan in scans for e in scan.errors)
         decision = decide(findings, source.repository, self.policy)
         return ScanReport(

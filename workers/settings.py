@@ -50,6 +50,41 @@ class Settings:
     queue_prefix: str = "tollgate"
     job_timeout: int = 900
     job_retries: int = 3
+    protected_names: tuple[str, ...] = (
+        "alpine",
+        "busybox",
+        "centos",
+        "debian",
+        "fedora",
+        "ubuntu",
+        "nginx",
+        "httpd",
+        "tomcat",
+        "mysql",
+        "mariadb",
+        "postgres",
+        "redis",
+        "mongo",
+        "node",
+        "python",
+        "golang",
+        "openjdk",
+        "php",
+        "ruby",
+        "wordpress",
+        "drupal",
+        "joomla",
+        "liferay",
+        "jenkins",
+        "traefik",
+        "registry",
+        "docker",
+        "memcached",
+        "rabbitmq",
+        "elasticsearch",
+        "haproxy",
+    )
+    trusted_namespaces: tuple[str, ...] = ("library",)
     reconcile_interval: int = 300  # seconds; 0 disables the periodic reconciler
     limits: UnpackLimits = field(default_factory=UnpackLimits)
 
@@ -107,6 +142,7 @@ _INT_FIELDS = {"job_timeout", "job_retries", "reconcile_interval"}
 _FLOAT_FIELDS = {"registry_timeout"}
 _BOOL_FIELDS = {"registry_use_docker_config", "webhook_allow_unauthenticated"}
 _PATH_FIELDS = {"rules_dir", "policy_file"}
+_LIST_FIELDS = {"protected_names", "trusted_namespaces"}
 
 
 def _as_int(key: str, raw: str) -> int:
@@ -130,6 +166,8 @@ def _coerce(name: str, key: str, raw: str) -> Any:
         return raw.lower() in {"1", "true", "yes"}
     if name in _PATH_FIELDS:
         return Path(raw) if raw else None
+    if name in _LIST_FIELDS:
+        return tuple(p.strip() for p in raw.split(",") if p.strip())
     if name == "rules_extra":
         return tuple(Path(p) for p in raw.split(os.pathsep) if p)
     return raw
