@@ -80,3 +80,9 @@ def test_heuristic_rule_samples(rule_id: str) -> None:
         assert evaluate(rule.when, fields_from_fragment(fragment)) is not None, f"{rule_id} missed {fragment}"
     for fragment in rule.samples_benign:
         assert evaluate(rule.when, fields_from_fragment(fragment)) is None, f"{rule_id} fired on {fragment}"
+
+
+def test_rules_md_is_up_to_date() -> None:
+    from rules.docs import RULES_MD, render_rules_md
+
+    assert RULES_MD.read_text(encoding="utf-8") == render_rules_md(RULESET), "run: python -m rules.docs"
