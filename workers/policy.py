@@ -1,17 +1,416 @@
-"""Decide: roll findings up to a verdict with an explanation, and map the verdict to an action."""
+"""Decide: roll findings up to a verdict with an explanation, and map it to an action by per-repository policy.
+
+The policy file (``TOLLGATE_POLICY_FILE``, or ``tollgate scan --policy FILE``) is YAML::
+
+    version: 1                      # required, must be 1
+    default:                        # optional; applies to every repository
+      actions: {clean: allow, suspicious: warn, malicious: quarantine}
+      block_categories: []
+    repositories:                   # optional; checked in the order listed, the first match wins
+      - match: "prod/**"
+        actions: {suspicious: quarantine}
+        block_categories: [pua]
+
+Semantics:
+
+- ``match`` is a glob over the whole repository name: ``*`` matches within one path component, ``?`` one
+  character of a component, and ``**`` (only as a whole component) any number of components: ``team/*``
+  matches ``team/app`` but not ``team/app/api``; ``team/**`` matches both but not ``team`` itself;
+  ``**/cache`` matches ``cache`` and ``a/b/cache``; ``team/**/api`` matches ``team/api`` and ``team/x/api``.
+- Repository entries are tried in the order listed; the first whose ``match`` matches decides and the rest
+  are not consulted. A repository that matches none gets ``default``.
+- An entry inherits what it does not say from ``default``: ``actions`` is merged verdict by verdict, a
+  ``block_categories`` list given in an entry replaces the default's (``[]`` unblocks). ``default`` itself
+  inherits unspecified verdicts from the built-in ``clean: allow, suspicious: warn, malicious: quarantine``.
+- The effective actions may not get milder as the verdict gets worse (``suspicious: quarantine`` with
+  ``malicious: warn`` is refused).
+- ``block_categories``: when any unwaived, verdict-relevant finding (one whose severity x confidence on
+  its own reaches at least suspicious) has a listed category, the action is ``quarantine`` whatever the
+  verdict maps to, and the explanation says which category and rule did it. Findings below that bar (a
+  look-alike repository name, an installer's ``curl | sh`` in history) are context and never block.
+- ``signatures`` (per entry and in ``default``) is reserved for the signature trust policy and refused
+  until it is implemented. Any other unknown key, a bad value, a wrong type, a duplicate key, an empty or
+  malformed ``match`` is a ConfigError naming the file, the line and the key.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
 
-from workers.domain import Action, Confidence, Finding, Severity, Verdict
+import yaml
+
+from workers.domain import Action, Category, Confidence, Finding, Severity, Verdict
+from workers.errors import ConfigError
 
 DEFAULT_ACTIONS: Mapping[Verdict, Action] = {
     Verdict.CLEAN: Action.ALLOW,
     Verdict.SUSPICIOUS: Action.WARN,
     Verdict.MALICIOUS: Action.QUARANTINE,
 }
+
+POLICY_VERSION = 1
+EXPLANATION_LIMIT = 300
+
+_ORDER = {Verdict.CLEAN: 0, Verdict.SUSPICIOUS: 1, Verdict.MALICIOUS: 2}
+_ACTION_ORDER = {Action.ALLOW: 0, Action.WARN: 1, Action.QUARANTINE: 2}
+_CONFIDENCE_RANK = {Confidence.LOW: 0, Confidence.MEDIUM: 1, Confidence.HIGH: 2}
+# A leaked key or an open miner is a risk to the owner, not proof of malice: such findings alone stop at
+# suspicious (a policy can still block them by category).
+_CAPPED_AT_SUSPICIOUS = frozenset({Category.SECRET, Category.PUA})
+# An image that breaks the unpacker is hostile to the scanner: it never passes as clean.
+_FLOORED_AT_SUSPICIOUS = frozenset({Category.INTEGRITY})
+
+
+# --------------------------------------------------------------------------------------------- policy model
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a repository glob; ValueError says what is wrong with it."""
+    if not pattern:
+        raise ValueError("must not be empty")
+    parts = pattern.split("/")
+    if any(not part for part in parts):
+        raise ValueError("has an empty path component (leading, trailing or doubled '/')")
+    out: list[str] = []
+    need_sep = False
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if part == "**":
+            if last:
+                out.append("/.+" if need_sep else ".+")
+            else:
+                out.append("/(?:.+/)?" if need_sep else "(?:.+/)?")
+                need_sep = False
+            continue
+        if "**" in part:
+            raise ValueError("'**' must be a whole path component (as in 'team/**' or 'team/**/api')")
+        piece = []
+        for char in part:
+            if char == "*":
+                piece.append("[^/]*")
+            elif char == "?":
+                piece.append("[^/]")
+            elif re.fullmatch(r"[a-z0-9._-]", char):
+                piece.append(re.escape(char))
+            else:
+                raise ValueError(
+                    f"has {char!r}; repository names are lowercase letters, digits and . _ - /, "
+                    "and only * ? ** are wildcards"
+                )
+        out.append(("/" if need_sep else "") + "".join(piece))
+        need_sep = True
+    return re.compile("".join(out))
+
+
+@dataclass(frozen=True)
+class RepositoryPolicy:
+    """The effective policy of one repository: ``default`` with its first matching entry applied."""
+
+    actions: Mapping[Verdict, Action]
+    block_categories: frozenset[Category] = frozenset()
+    match: str | None = None  # the entry that applied; None when only ``default`` did
+
+    def action_for(self, verdict: Verdict) -> Action:
+        """The action this policy takes for ``verdict`` (before ``block_categories``)."""
+        return self.actions[verdict]
+
+    def to_json(self) -> dict[str, Any]:
+        """For the image record and pages: which entry applied and what it does."""
+        return {
+            "match": self.match,
+            "actions": {v.value: self.actions[v].value for v in Verdict},
+            "block_categories": sorted(c.value for c in self.block_categories),
+        }
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    """One ``repositories`` entry: a glob and what it overrides."""
+
+    match: str
+    actions: Mapping[Verdict, Action] = field(default_factory=dict)
+    block_categories: frozenset[Category] | None = None  # None: inherit default's
+    line: int | None = None
+    _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            regex = _glob_regex(self.match)
+        except ValueError as exc:
+            raise ConfigError(f"{self.match!r}: {exc}") from None
+        object.__setattr__(self, "_regex", regex)
+
+    def matches(self, repository: str) -> bool:
+        """True when the glob matches the whole repository name."""
+        return self._regex.fullmatch(repository) is not None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Maps verdicts to actions per repository; built from the policy file or the built-in default."""
+
+    actions: Mapping[Verdict, Action] = field(default_factory=lambda: dict(DEFAULT_ACTIONS))
+    block_categories: frozenset[Category] = frozenset()
+    repositories: tuple[PolicyEntry, ...] = ()
+    source: str | None = None  # the file it was read from, for messages
+
+    def for_repository(self, repository: str) -> RepositoryPolicy:
+        """The effective policy of ``repository``: the first matching entry over ``default``."""
+        base = {**DEFAULT_ACTIONS, **self.actions}
+        for entry in self.repositories:
+            if entry.matches(repository):
+                blocked = self.block_categories if entry.block_categories is None else entry.block_categories
+                return RepositoryPolicy({**base, **entry.actions}, blocked, entry.match)
+        return RepositoryPolicy(base, self.block_categories, None)
+
+    def action_for(self, verdict: Verdict, repository: str) -> Action:
+        """The action for ``verdict`` in ``repository`` (before ``block_categories``)."""
+        return self.for_repository(repository).action_for(verdict)
+
+
+# --------------------------------------------------------------------------------------------- loader
+
+
+class _Map(dict[str, Any]):
+    """A YAML mapping that remembers its own line and the line of each key."""
+
+    line: int | None = None
+    lines: dict[str, int]
+
+
+class _Seq(list[Any]):
+    """A YAML sequence that remembers its own line and the line of each item."""
+
+    line: int | None = None
+    lines: list[int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader whose mappings and sequences carry line numbers and refuse duplicate or non-string keys."""
+
+
+def _construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Map:
+    loader.flatten_mapping(node)
+    result = _Map()
+    result.line = node.start_mark.line + 1
+    result.lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        key_line = key_node.start_mark.line + 1
+        if not isinstance(key, str):
+            raise _YamlShapeError(key_line, f"key {key!r} must be a string")
+        if key in result:
+            raise _YamlShapeError(key_line, f"duplicate key {key!r}")
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.lines[key] = key_line
+    return result
+
+
+def _construct_seq(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> _Seq:
+    result = _Seq(loader.construct_object(child, deep=True) for child in node.value)
+    result.line = node.start_mark.line + 1
+    result.lines = [child.start_mark.line + 1 for child in node.value]
+    return result
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+
+class _YamlShapeError(Exception):
+    """Raised inside YAML construction; turned into a ConfigError with the file name."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class _Reader:
+    """Validates the parsed document, turning every problem into a ConfigError naming file, line and key."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, line: int | None, key: str, message: str) -> ConfigError:
+        where = f"{self.source}:{line}" if line else self.source
+        return ConfigError(f"policy file {where}: {key}: {message}" if key else f"policy file {where}: {message}")
+
+    def keys(self, data: _Map, key: str, allowed: Sequence[str], reserved: Sequence[str] = ()) -> None:
+        for name in data:
+            path = f"{key}.{name}" if key else name
+            if name in reserved:
+                raise self.fail(data.lines[name], path, "not supported yet (signature trust policy is not implemented)")
+            if name not in allowed:
+                raise self.fail(data.lines[name], path, f"unknown key; expected one of {', '.join(allowed)}")
+
+    def mapping(self, value: Any, line: int | None, key: str) -> _Map:
+        if not isinstance(value, _Map):
+            raise self.fail(line, key, f"must be a mapping, got {_kind(value)}")
+        return value
+
+    def actions(self, data: _Map, key: str) -> dict[Verdict, Action]:
+        raw = self.mapping(data["actions"], data.lines["actions"], key)
+        verdicts = [v.value for v in Verdict]
+        self.keys(raw, key, verdicts)
+        out: dict[Verdict, Action] = {}
+        for name, value in raw.items():
+            if not isinstance(value, str) or value not in {a.value for a in Action}:
+                raise self.fail(
+                    raw.lines[name],
+                    f"{key}.{name}",
+                    f"{value!r} is not an action; expected one of {', '.join(a.value for a in Action)}",
+                )
+            out[Verdict(name)] = Action(value)
+        return out
+
+    def categories(self, data: _Map, key: str) -> frozenset[Category]:
+        raw = data["block_categories"]
+        line = data.lines["block_categories"]
+        if not isinstance(raw, _Seq):
+            raise self.fail(line, key, f"must be a list of categories, got {_kind(raw)}")
+        out: set[Category] = set()
+        for index, value in enumerate(raw):
+            if not isinstance(value, str) or value not in {c.value for c in Category}:
+                raise self.fail(
+                    raw.lines[index],
+                    f"{key}[{index}]",
+                    f"{value!r} is not a category; expected one of {', '.join(c.value for c in Category)}",
+                )
+            out.add(Category(value))
+        return frozenset(out)
+
+    def monotonic(self, actions: Mapping[Verdict, Action], line: int | None, key: str) -> None:
+        ordered = [(v, actions[v]) for v in sorted(Verdict, key=_ORDER.__getitem__)]
+        for (milder_verdict, first), (worse_verdict, second) in pairwise(ordered):
+            if _ACTION_ORDER[second] < _ACTION_ORDER[first]:
+                raise self.fail(
+                    line,
+                    key,
+                    f"{worse_verdict.value}: {second.value} is milder than {milder_verdict.value}: {first.value}; "
+                    "the action may not get milder as the verdict gets worse",
+                )
+
+    def policy(self, document: Any) -> Policy:
+        if document is None:
+            raise self.fail(None, "", f"is empty; expected a mapping starting with 'version: {POLICY_VERSION}'")
+        if not isinstance(document, _Map):
+            raise self.fail(getattr(document, "line", None), "", f"must be a mapping, got {_kind(document)}")
+        self.keys(document, "", ("version", "default", "repositories"))
+        if "version" not in document:
+            raise self.fail(document.line, "version", f"required; this Tollgate reads version {POLICY_VERSION}")
+        version = document["version"]
+        if type(version) is not int or version != POLICY_VERSION:  # bool and float compare equal to 1
+            raise self.fail(
+                document.lines["version"], "version", f"{version!r} is not supported; expected {POLICY_VERSION}"
+            )
+
+        actions: dict[Verdict, Action] = {}
+        blocked: frozenset[Category] = frozenset()
+        if "default" in document:
+            default = self.mapping(document["default"], document.lines["default"], "default")
+            self.keys(default, "default", ("actions", "block_categories"), reserved=("signatures",))
+            if "actions" in default:
+                actions = self.actions(default, "default.actions")
+            if "block_categories" in default:
+                blocked = self.categories(default, "default.block_categories")
+            self.monotonic({**DEFAULT_ACTIONS, **actions}, document.lines["default"], "default.actions")
+
+        entries: list[PolicyEntry] = []
+        if "repositories" in document:
+            raw = document["repositories"]
+            if not isinstance(raw, _Seq):
+                raise self.fail(document.lines["repositories"], "repositories", f"must be a list, got {_kind(raw)}")
+            for index, item in enumerate(raw):
+                entries.append(self.entry(item, raw.lines[index], f"repositories[{index}]", actions))
+        return Policy(
+            actions={**DEFAULT_ACTIONS, **actions},
+            block_categories=blocked,
+            repositories=tuple(entries),
+            source=self.source,
+        )
+
+    def entry(self, item: Any, line: int, key: str, default_actions: Mapping[Verdict, Action]) -> PolicyEntry:
+        data = self.mapping(item, line, key)
+        self.keys(data, key, ("match", "actions", "block_categories"), reserved=("signatures",))
+        if "match" not in data:
+            raise self.fail(line, f"{key}.match", "required (a repository glob such as 'team/**')")
+        match = data["match"]
+        if not isinstance(match, str):
+            raise self.fail(data.lines["match"], f"{key}.match", f"must be a string, got {_kind(match)}")
+        actions = self.actions(data, f"{key}.actions") if "actions" in data else {}
+        blocked = self.categories(data, f"{key}.block_categories") if "block_categories" in data else None
+        self.monotonic({**DEFAULT_ACTIONS, **default_actions, **actions}, line, f"{key}.actions")
+        try:
+            return PolicyEntry(match=match, actions=actions, block_categories=blocked, line=line)
+        except ConfigError as exc:
+            raise self.fail(data.lines["match"], f"{key}.match", str(exc)) from None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, _Map):
+        return "a mapping"
+    if isinstance(value, _Seq):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def parse_policy(text: str, source: str = "<policy>") -> Policy:
+    """Parse and validate policy YAML; ``source`` names the file in error messages."""
+    try:
+        document = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
+    except _YamlShapeError as exc:
+        raise ConfigError(f"policy file {source}:{exc.line}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise ConfigError(f"policy file {where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    return _Reader(source).policy(document)
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and validate the policy file at ``path``; any problem is a ConfigError naming the file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"policy file {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"policy file {path}: cannot read it: {exc.strerror or exc}") from None
+    return parse_policy(text, str(path))
+
+
+_CACHE: dict[str, tuple[tuple[int, int], Policy]] = {}
+
+
+def cached_policy(path: Path | None) -> Policy:
+    """The policy at ``path`` (built-in default when None), re-read only when the file's mtime or size changes.
+
+    Jobs read settings per job; this keeps that cheap while an edited file takes effect on the next job.
+    A file that became invalid raises again on every call (never a stale policy in silence).
+    """
+    if path is None:
+        return Policy()
+    key = str(Path(path).resolve())
+    try:
+        stat = Path(path).stat()
+    except OSError as exc:
+        raise ConfigError(f"policy file {path}: cannot read it: {exc.strerror or exc}") from None
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    policy = load_policy(path)
+    _CACHE[key] = (stamp, policy)
+    return policy
+
+
+# --------------------------------------------------------------------------------------------- rollup
 
 
 @dataclass(frozen=True)
@@ -21,21 +420,12 @@ class Decision:
     verdict: Verdict
     action: Action
     explanation: str
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Maps verdicts to actions; per-repository rules arrive with the policy file."""
-
-    actions: Mapping[Verdict, Action] = field(default_factory=lambda: dict(DEFAULT_ACTIONS))
-
-    def action_for(self, verdict: Verdict, repository: str) -> Action:
-        """The action for ``verdict`` in ``repository``."""
-        return self.actions[verdict]
+    policy: RepositoryPolicy | None = None  # the effective repository policy that chose the action
+    blocked_categories: tuple[Category, ...] = ()  # block_categories that forced quarantine
 
 
 def _weight(finding: Finding) -> Verdict:
-    """What a single finding is worth on its own."""
+    """What a single finding is worth on its own, by severity x confidence."""
     sev, conf = finding.severity, finding.confidence
     if sev is Severity.CRITICAL and conf is not Confidence.LOW:
         return Verdict.MALICIOUS
@@ -46,28 +436,143 @@ def _weight(finding: Finding) -> Verdict:
     return Verdict.CLEAN
 
 
-_ORDER = {Verdict.CLEAN: 0, Verdict.SUSPICIOUS: 1, Verdict.MALICIOUS: 2}
+def _counted(finding: Finding) -> Verdict:
+    """A finding's weight after the category rules (secret and pua capped, integrity floored)."""
+    weight = _weight(finding)
+    if finding.category in _CAPPED_AT_SUSPICIOUS and weight is Verdict.MALICIOUS:
+        return Verdict.SUSPICIOUS
+    if finding.category in _FLOORED_AT_SUSPICIOUS and weight is Verdict.CLEAN:
+        return Verdict.SUSPICIOUS
+    return weight
+
+
+def is_verdict_relevant(finding: Finding) -> bool:
+    """Unwaived and, on its own severity x confidence, at least suspicious: the bar for block_categories."""
+    return not finding.waived and _ORDER[_weight(finding)] >= _ORDER[Verdict.SUSPICIOUS]
+
+
+def _sort_key(finding: Finding) -> tuple[int, int, str, str]:
+    return (-finding.severity.rank, -_CONFIDENCE_RANK[finding.confidence], finding.rule, finding.path or "")
+
+
+def _describe(findings: Sequence[Finding]) -> str:
+    """``rule (severity, category) at /path and 2 more`` for the findings of one rule (best first)."""
+    first = findings[0]
+    text = f"{first.rule} ({first.severity.value}, {first.category.value})"
+    if first.path:
+        text += f" at {first.path}"
+    if len(findings) > 1:
+        text += f" and {len(findings) - 1} more"
+    return text
+
+
+def _by_rule(findings: Iterable[Finding]) -> list[list[Finding]]:
+    groups: dict[str, list[Finding]] = {}
+    for finding in sorted(findings, key=_sort_key):
+        groups.setdefault(finding.rule, []).append(finding)
+    return sorted(groups.values(), key=lambda group: _sort_key(group[0]))
+
+
+def _join(groups: Sequence[Sequence[Finding]], shown: int) -> str:
+    described = [_describe(g) for g in groups[:shown]]
+    rest = len(groups) - shown
+    if rest > 0:
+        described.append(f"{rest} more rule{'s' if rest > 1 else ''}")
+    if len(described) == 1:
+        return described[0]
+    return f"{described[0]} combined with " + (
+        described[1] if len(described) == 2 else ", ".join(described[1:-1]) + f" and {described[-1]}"
+    )
+
+
+def _fit(build: Callable[[int], str], suffix: str, limit: int = EXPLANATION_LIMIT) -> str:
+    """``build(shown) + suffix`` for the largest shown in 3..1 that fits ``limit``; the head is clipped last.
+
+    The suffix (waivers, the block reason) is never clipped: it says why the action differs from the verdict.
+    """
+    head = ""
+    for shown in (3, 2, 1):
+        head = build(shown)
+        if len(head) + len(suffix) <= limit:
+            return head + suffix
+    room = max(limit - len(suffix) - 1, 20)
+    return head[:room] + "…" + suffix
+
+
+def _explain(findings: Sequence[Finding], verdict: Verdict, tail: str = "") -> str:
+    active = [f for f in findings if not f.waived]
+    waived = sorted({f.rule for f in findings if f.waived})
+    waived_note = f"; waived, not counted: {', '.join(waived[:3])}{' …' if len(waived) > 3 else ''}" if waived else ""
+    if verdict is Verdict.CLEAN:
+        if not active:
+            head = "clean: no findings" if not waived else "clean: every finding is waived"
+        else:
+            names = sorted({f.rule for f in active})
+            head = f"clean: no finding reaches suspicious ({len(active)} minor: {', '.join(names[:3])}"
+            head += " …)" if len(names) > 3 else ")"
+        return _fit(lambda _shown: head, waived_note + tail)
+
+    deciding = [f for f in active if _counted(f) is verdict]
+    groups = _by_rule(deciding)
+    notes = []
+    capped = sorted(
+        {f.category.value for f in deciding if f.category in _CAPPED_AT_SUSPICIOUS and _weight(f) is Verdict.MALICIOUS}
+    )
+    floored = sorted(
+        {f.category.value for f in deciding if f.category in _FLOORED_AT_SUSPICIOUS and _weight(f) is Verdict.CLEAN}
+    )
+    if capped:
+        notes.append(f"{' and '.join(capped)} findings count as suspicious at most")
+    if floored:
+        notes.append(f"{' and '.join(floored)} findings count as suspicious at least")
+    note = f" ({'; '.join(notes)})" if notes else ""
+    return _fit(lambda shown: f"{verdict.value}: {_join(groups, shown)}{note}", waived_note + tail)
+
+
+def _verdict(findings: Iterable[Finding]) -> Verdict:
+    verdict = Verdict.CLEAN
+    for finding in findings:
+        if finding.waived:
+            continue
+        counted = _counted(finding)
+        if _ORDER[counted] > _ORDER[verdict]:
+            verdict = counted
+    return verdict
 
 
 def rollup(findings: Iterable[Finding]) -> tuple[Verdict, str]:
-    """The worst verdict any unwaived finding supports, and a sentence naming the findings that decided it."""
-    active = [f for f in findings if not f.waived]
-    verdict = Verdict.CLEAN
-    for finding in active:
-        weight = _weight(finding)
-        if _ORDER[weight] > _ORDER[verdict]:
-            verdict = weight
-    if verdict is Verdict.CLEAN:
-        minor = len(active)
-        return verdict, (f"no finding reaches suspicious ({minor} informational)" if minor else "no findings")
-    deciding = [f for f in active if _weight(f) is verdict]
-    named = sorted({f"{f.rule} ({f.severity.value}, {f.category.value})" for f in deciding})
-    shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
-    return verdict, f"{verdict.value} because of {shown}"
+    """The worst verdict any unwaived finding supports after the category rules, and a sentence saying why.
+
+    Each unwaived finding weighs clean, suspicious or malicious by severity x confidence; ``secret`` and
+    ``pua`` findings weigh at most suspicious, ``integrity`` findings at least suspicious; the image gets
+    the worst weight. Waived findings never count and are named in the explanation.
+    """
+    items = list(findings)
+    verdict = _verdict(items)
+    return verdict, _explain(items, verdict)
 
 
 def decide(findings: Iterable[Finding], repository: str, policy: Policy | None = None) -> Decision:
-    """Findings → verdict → action, with the explanation shown to developers."""
-    verdict, explanation = rollup(findings)
-    action = (policy or Policy()).action_for(verdict, repository)
-    return Decision(verdict=verdict, action=action, explanation=explanation)
+    """Findings → verdict → action under the repository's policy, with the explanation shown to developers."""
+    items = list(findings)
+    verdict = _verdict(items)
+    effective = (policy or Policy()).for_repository(repository)
+    action = effective.action_for(verdict)
+    blockers = [f for f in items if f.category in effective.block_categories and is_verdict_relevant(f)]
+    blocked = tuple(sorted({f.category for f in blockers}, key=lambda c: c.value))
+    tail = ""
+    if blocked:
+        action = Action.QUARANTINE
+        scope = f"for {effective.match}" if effective.match else "by default"
+        rules = sorted({f.rule for f in blockers})
+        tail = (
+            f"; quarantined: policy {scope} blocks {', '.join(c.value for c in blocked)} "
+            f"({', '.join(rules[:2])}{' …' if len(rules) > 2 else ''})"
+        )
+    return Decision(
+        verdict=verdict,
+        action=action,
+        explanation=_explain(items, verdict, tail),
+        policy=effective,
+        blocked_categories=blocked,
+    )
