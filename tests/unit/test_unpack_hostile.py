@@ -168,13 +168,15 @@ def test_scan_content_is_capped_but_hash_covers_everything() -> None:
 @pytest.mark.parametrize(
     ("blob", "message"),
     [
-        (gzip.compress(_tar([_file("a", b"x" * 5000)]))[:-40], "truncated gzip"),
-        (gzip.compress(b"x" * 20000)[:20] + b"\xff" * 50, "gzip"),
-        (gzip.compress(_tar([_file("a")])) + b"garbage!", "trailing garbage"),
+        (gzip.compress(_tar([_file("a", b"x" * 5000)]), mtime=0)[:-40], "truncated gzip"),
+        (gzip.compress(b"x" * 20000, mtime=0)[:20] + b"\xff" * 50, "gzip"),
+        (gzip.compress(_tar([_file("a")]), mtime=0) + b"garbage!", "trailing garbage"),
         (zstandard.ZstdCompressor().compress(_tar([_file("a", b"y" * 50_000)]))[:60], "tar"),
         (b"this is not a tar archive at all" * 40, "tar"),
         (b"", "tar"),
     ],
+    # Explicit ids: pytest-xdist workers must collect the same names, and raw bytes make poor ones.
+    ids=["truncated-gzip", "corrupt-deflate", "gzip-trailing-garbage", "truncated-zstd", "not-a-tar", "empty"],
 )
 def test_corrupt_streams_raise_clear_errors(blob: bytes, message: str) -> None:
     with pytest.raises(UnsafeArchiveError, match=message):
