@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from workers.domain import Action, ScanStatus
 from workers.errors import TollgateError
@@ -24,11 +25,14 @@ def _settings() -> Settings:
 def cmd_scan(args: argparse.Namespace) -> int:
     """Vet one image from a registry, an OCI layout or a docker archive, and print its record."""
     from workers.pipeline import NotAnImage, Vetter, load_scanners
+    from workers.policy import cached_policy
     from workers.sources import open_source
     from workers.store import ImageRecord
 
     settings = _settings()
     try:
+        # --policy wins over TOLLGATE_POLICY_FILE; a bad file is an error (exit 2), never the default policy.
+        policy = cached_policy(args.policy or settings.policy_file)
         scanners = load_scanners(
             settings.rules_dir,
             settings.rules_extra,
@@ -37,7 +41,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         )
         source, reference = open_source(args.ref, settings)
         try:
-            report = Vetter(scanners, limits=settings.limits).vet(source, reference)
+            report = Vetter(scanners, limits=settings.limits, policy=policy).vet(source, reference)
         finally:
             close = getattr(source, "close", None)
             if close is not None:
@@ -85,6 +89,13 @@ def _print_text(record: dict[str, object]) -> None:
         print(f"  ! {e}")
 
 
+def _check_policy(settings: Settings) -> None:
+    """Refuse to start on a policy file that does not load, rather than fail every scan later."""
+    from workers.policy import cached_policy
+
+    cached_policy(settings.policy_file)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the web app (webhook, API, pages) with waitress."""
     from waitress import serve
@@ -92,6 +103,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service import create_app
 
     settings = _settings()
+    _check_policy(settings)
     addr = args.addr or settings.http_addr
     host, _, port = addr.rpartition(":")
     app = create_app(settings)
@@ -104,7 +116,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Run an rq worker on the push and rescan queues."""
     from workers.queue import run_worker
 
-    run_worker(_settings(), burst=args.burst, with_scheduler=not args.no_scheduler, simple=args.simple)
+    settings = _settings()
+    _check_policy(settings)
+    run_worker(settings, burst=args.burst, with_scheduler=not args.no_scheduler, simple=args.simple)
     return EXIT_ALLOWED
 
 
@@ -151,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan = sub.add_parser("scan", help="vet one image and print its record (exit 0 allowed, 1 blocked, 2 error)")
     scan.add_argument("ref", help="host:port/repo:tag, repo@sha256:…, oci:<dir>[:<ref>] or docker-archive:<file>")
     scan.add_argument("--format", choices=["text", "json"], default="text")
+    scan.add_argument("--policy", type=Path, metavar="FILE", help="policy YAML (default TOLLGATE_POLICY_FILE)")
     scan.set_defaults(func=cmd_scan)
 
     serve = sub.add_parser("serve", help="serve the webhook, API and pages")

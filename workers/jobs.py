@@ -8,8 +8,9 @@ from functools import cache
 from typing import Any
 
 from workers.domain import Digest, parse_digest
-from workers.errors import PermanentError, TransientError
+from workers.errors import ConfigError, PermanentError, TransientError
 from workers.pipeline import NotAnImage, Vetter, load_scanners
+from workers.policy import cached_policy
 from workers.registry import RegistryClient
 from workers.settings import Settings
 from workers.sources import RegistrySource
@@ -70,7 +71,14 @@ def scan_image(repository: str, digest: str) -> dict[str, Any]:
         trusted_namespaces=settings.trusted_namespaces,
     )
     store.mark_scanning(repository, checked, ruleset=scanners.ruleset)
-    vetter = Vetter(scanners, limits=settings.limits, progress=_progress_reporter(repository, checked))
+    try:
+        # Cached by path and mtime: an edited policy applies from the next job on.
+        policy = cached_policy(settings.policy_file)
+    except ConfigError as exc:
+        # The image is held as an error (never judged under a stale or default policy) until rescanned.
+        store.mark_error(repository, checked, exc.diagnostics(), ruleset=scanners.ruleset)
+        return {"status": "error", "error": exc.diagnostics()}
+    vetter = Vetter(scanners, limits=settings.limits, policy=policy, progress=_progress_reporter(repository, checked))
     try:
         with RegistryClient.from_settings(settings) as client:
             report = vetter.vet(RegistrySource(client, repository), checked)
