@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,16 @@ repositories:
 
 
 # ------------------------------------------------------------------------------------------------ loader
+
+
+def test_readme_example_policy_loads() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Policy file", 1)[1]
+    example = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert example is not None
+    policy = parse_policy(example.group(1), "README.md")
+    assert policy.for_repository("prod/app").block_categories == {Category.PUA}
+    assert policy.for_repository("team/app").block_categories == {Category.SECRET}
 
 
 def test_example_policy_loads() -> None:
