@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -365,3 +366,34 @@ def test_explanation_names_combined_findings_deterministically_and_stays_short()
     assert long_explanation.startswith("malicious: rule.number-00 (critical, miner)")
     assert "more rules" in long_explanation or "…" in long_explanation
     assert long_explanation.endswith("quarantined: policy by default blocks miner (rule.number-00, rule.number-01 …)")
+
+
+def test_a_job_records_a_broken_policy_as_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers import jobs
+    from workers.domain import ScanStatus, sha256_digest
+    from workers.store import Store
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nrepositories:\n  - match: ''\n")
+    database_url = f"sqlite:///{tmp_path / 'tollgate.db'}"
+    for key in list(os.environ):
+        if key.startswith("TOLLGATE_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("TOLLGATE_DATABASE_URL", database_url)
+    monkeypatch.setenv("TOLLGATE_POLICY_FILE", str(policy))
+    store = Store(database_url)
+    store.migrate()
+    digest = sha256_digest(b"image")
+    monkeypatch.setattr(jobs, "_store", lambda: store)
+    # the rules are not under test here (and may be mid-edit in a shared tree): a stand-in with a version
+    monkeypatch.setattr(jobs, "load_scanners", lambda *_a, **_k: SimpleNamespace(ruleset="rs-test"))
+
+    outcome = jobs.scan_image("team/app", digest)
+    assert outcome["status"] == "error"
+    assert f"policy file {policy}:3: repositories[0].match" in outcome["error"]
+    record = store.get_record("team/app", digest)
+    assert record is not None
+    assert record.status is ScanStatus.ERROR
+    assert record.verdict is None
+    assert "repositories[0].match" in record.errors[0]
+    store.close()
