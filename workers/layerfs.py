@@ -70,7 +70,8 @@ class MergedFilesystem:
         if entry.kind is EntryKind.WHITEOUT:
             target = entry.target or ""
             node = self._nodes.get(target)
-            if node is not None and node.layer < layer_index:
+            if (node is not None and node.layer < layer_index) or (node is None and target in self._children):
+                # The second case: a directory lower layers only created implicitly, through its children.
                 self._remove(target, below=layer_index)
             return
         existing = self._nodes.get(entry.path)
@@ -133,6 +134,9 @@ class MergedFilesystem:
     def _resolve_parents(self, path: str, max_hops: int) -> FsNode | None:
         """The node at ``path`` after resolving symlinked directories among its parents."""
         node = self._nodes.get(path)
+        if node is None and self._children.get(path):
+            # A directory that no tar entry names but whose children exist (hand-made and some tool layers).
+            node = FsNode(path=path, kind=EntryKind.DIR, size=0, mode=0o755, uid=0, gid=0, linkname=None, layer=-1)
         if node is not None or "/" not in path:
             return node
         head, _, tail = path.rpartition("/")

@@ -3,19 +3,27 @@
 Stages, in order (ARCHITECTURE.md §1):
   1. resolve the manifest by digest or tag; an index fans out to every runnable platform;
   2. fetch the config and each layer, verifying every digest (blob digests while streaming, diff_ids after);
-  3. unpack each layer as a stream into a merged, whiteout-aware view, never touching the host filesystem;
-  4. scan every regular file (YARA) and the config and build history (heuristics);
+  3. unpack each layer as a stream, never touching the host filesystem, and scan every regular file (YARA):
+     a layer scan depends only on the layer's bytes and the ruleset, so it is cached by digest;
+  4. merge the layers into a whiteout-aware view, scan the config and build history (heuristics), and
+     correlate: weigh each hit by its context (package ownership, documentation, what runs it) and combine
+     signals across the image (workers/correlate.py);
   5. decide: findings → verdict → action.
 Signature verification, quarantine and publishing plug in after stage 5 in later issues.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
+from rules.loader import RuleMeta
+from workers.context import is_autostart
+from workers.correlate import ImageView, correlate
 from workers.domain import (
     Category,
     Confidence,
@@ -27,8 +35,9 @@ from workers.domain import (
     Severity,
     clip_evidence,
 )
-from workers.errors import IntegrityError, LimitExceeded, UnsafeArchiveError, UnsupportedMediaType
+from workers.errors import IntegrityError, UnsupportedMediaType
 from workers.layerfs import MergedFilesystem
+from workers.layerscan import ANALYZER_VERSION, LayerScan, scan_layer
 from workers.oci import (
     MAX_CONFIG_BYTES,
     ImageIndex,
@@ -39,16 +48,27 @@ from workers.oci import (
     parse_manifest,
 )
 from workers.policy import Policy, decide
-from workers.scanners.base import ConfigContext, ConfigScanner, FileContext, FileScanner
+from workers.scanners.base import ConfigContext, ConfigScanner, FileScanner
 from workers.scanners.names import NameScanner
 from workers.settings import UnpackLimits
 from workers.sources import ImageSource
-from workers.unpack import EntryKind, LayerReader
 
 log = logging.getLogger(__name__)
 
 MAX_INDEX_DEPTH = 2  # an index of indexes is legal but rare; deeper nesting is refused
 ProgressCallback = Callable[[str], None]
+
+
+class LayerCache(Protocol):
+    """Layer scans by (layer digest, key); the key names the ruleset, analyzer and limits they depend on."""
+
+    def get(self, digest: Digest, key: str) -> LayerScan | None:
+        """A stored scan, or None."""
+        ...
+
+    def put(self, scan: LayerScan, key: str) -> None:
+        """Store a complete scan (idempotent)."""
+        ...
 
 
 class NotAnImage(UnsupportedMediaType):
@@ -63,6 +83,7 @@ class Scanners:
     file_scanners: tuple[FileScanner, ...]
     config_scanners: tuple[ConfigScanner, ...]
     names: NameScanner | None = None  # about the repository, not a platform: runs once per image
+    rules: Mapping[str, RuleMeta] = field(default_factory=dict)  # rule id → metadata (scope) for correlation
 
 
 _SCANNERS_CACHE: dict[tuple[Path, tuple[Path, ...], tuple[str, ...], tuple[str, ...]], Scanners] = {}
@@ -91,6 +112,7 @@ def load_scanners(
         file_scanners=(YaraScanner(ruleset),),
         config_scanners=(HeuristicScanner(ruleset),),
         names=NameScanner(protected_names, trusted_namespaces),
+        rules=ruleset.rules,
     )
     _SCANNERS_CACHE[key] = scanners
     return scanners
@@ -125,7 +147,7 @@ class _PlatformScan:
     """Mutable accumulator while one platform image is scanned."""
 
     platform: str
-    findings: list[tuple[Finding, int | None]]  # (finding, layer index whose file it is about)
+    findings: list[Finding]
     errors: list[str]
     files: int = 0
     bytes: int = 0
@@ -141,11 +163,14 @@ class Vetter:
         limits: UnpackLimits | None = None,
         policy: Policy | None = None,
         progress: ProgressCallback | None = None,
+        layer_cache: LayerCache | None = None,
     ) -> None:
         self.scanners = scanners
         self.limits = limits or UnpackLimits()
         self.policy = policy or Policy()
         self.progress = progress or (lambda _stage: None)
+        self.layer_cache = layer_cache
+        self.cache_hits = 0  # layers whose scan came from the cache (for logs and benchmarks)
 
     # 1. resolve
     def vet(self, source: ImageSource, reference: str) -> ScanReport:
@@ -169,7 +194,7 @@ class Vetter:
 
         # 5. decide
         self.progress("decide")
-        findings = tuple(f for scan in scans for f, _ in scan.findings)
+        findings = tuple(f for scan in scans for f in scan.findings)
         if self.scanners.names is not None:
             findings += tuple(self.scanners.names.scan_repository(source.repository))
         errors = tuple(e for scan in scans for e in scan.errors)
@@ -244,10 +269,18 @@ class Vetter:
             for i, desc in enumerate(manifest.layers)
         )
 
-        fs = MergedFilesystem()
+        scans: list[LayerScan] = []
         for layer in layers:
             self.progress(f"unpack layer {layer.index + 1}/{layer_count}")
-            self._scan_layer(source, layer, fs, scan)
+            scans.append(self._layer_scan(source, layer))
+
+        fs = MergedFilesystem()
+        for layer, layer_scan in zip(layers, scans, strict=True):
+            fs.apply(layer.index, layer_scan.entries)
+            scan.files += layer_scan.files
+            scan.bytes += layer_scan.scanned_bytes
+            scan.errors.extend(f"layer {layer.index} ({layer.digest}): {e}" for e in layer_scan.errors)
+            scan.findings.extend(_layer_integrity_findings(layer, layer_scan))
 
         self.progress("scan config")
         context = ConfigContext(
@@ -256,17 +289,11 @@ class Vetter:
             config_steps=empty_steps(config.history),
             repository=source.repository,
         )
-        for config_scanner in self.scanners.config_scanners:
-            scan.findings.extend((f, None) for f in config_scanner.scan_config(context))
-
-        # Resolve where each file finding stands in the final filesystem, and stamp the platform.
-        resolved: list[tuple[Finding, int | None]] = []
-        for finding, layer_index in scan.findings:
-            in_final = finding.in_final_fs
-            if layer_index is not None and finding.path:
-                in_final = fs.in_final_fs(finding.path.lstrip("/"), layer_index)
-            resolved.append((replace(finding, in_final_fs=in_final, platform=platform), layer_index))
-        scan.findings = resolved
+        config_findings = [f for cs in self.scanners.config_scanners for f in cs.scan_config(context)]
+        self.progress("correlate")
+        view = ImageView(layers=layers, scans=scans, fs=fs, config=config)
+        scan.findings.extend(correlate(view, config_findings, self.scanners.rules))
+        scan.findings = [replace(f, platform=platform) for f in scan.findings]
 
         report = PlatformReport(
             platform=platform,
@@ -279,56 +306,53 @@ class Vetter:
         )
         return report, scan
 
-    def _scan_layer(self, source: ImageSource, layer: LayerInfo, fs: MergedFilesystem, scan: _PlatformScan) -> None:
-        """Stream one layer: verify its digests, feed the merged view, and scan each regular file."""
-        try:
+    def _layer_scan(self, source: ImageSource, layer: LayerInfo) -> LayerScan:
+        """The layer's scan from the cache when this ruleset already saw it, else streamed and verified."""
+        key = self._cache_key()
+        cached = self.layer_cache.get(layer.digest, key) if self.layer_cache is not None else None
+        if cached is not None:
+            self.cache_hits += 1
+            layer_scan = cached
+        else:
             with source.open_blob(layer.digest, expected_size=layer.size) as blob:
-                reader = LayerReader(blob, limits=self.limits)
-                for entry, content in reader:
-                    fs.apply_entry(layer.index, entry)
-                    if entry.kind is EntryKind.FILE and content:
-                        scan.files += 1
-                        scan.bytes += len(content)
-                        ctx = FileContext(
-                            path=entry.path,
-                            layer_index=layer.index,
-                            layer_digest=layer.digest,
-                            step=layer.step,
-                            mode=entry.mode,
-                            size=entry.size,
-                            content=content,
-                        )
-                        for file_scanner in self.scanners.file_scanners:
-                            scan.findings.extend((f, layer.index) for f in file_scanner.scan_file(ctx))
-        except LimitExceeded as exc:
-            message = f"layer {layer.index} ({layer.digest}): unpacking stopped: {exc}"
-            scan.errors.append(message)
-            scan.findings.append((_integrity_finding("tollgate.unpack.limit", message, layer), None))
-            return  # what was read before the breach is already in the merged view
-        except IntegrityError:
-            raise  # a blob whose bytes differ from its digest: nothing from it may be trusted
-        except UnsafeArchiveError as exc:
-            message = f"layer {layer.index} ({layer.digest}): unreadable layer: {exc}"
-            scan.errors.append(message)
-            scan.findings.append((_integrity_finding("tollgate.unpack.corrupt", message, layer), None))
-            return
-
-        for refusal in reader.refusals:
-            scan.findings.append(
-                (
-                    _integrity_finding(
-                        "tollgate.unpack.refused-entry",
-                        f"refused tar entry: {refusal.reason}",
-                        layer,
-                        severity=Severity.MEDIUM,
-                        path="/" + refusal.path,
-                        evidence=clip_evidence(refusal.path),
-                    ),
-                    None,
+                layer_scan = scan_layer(
+                    blob,
+                    layer.digest,
+                    file_scanners=self.scanners.file_scanners,
+                    limits=self.limits,
+                    is_autostart=is_autostart,
                 )
-            )
-        if layer.diff_id is not None and reader.stats.diff_id != layer.diff_id:
+        if layer_scan.diff_id is not None and layer.diff_id is not None and layer_scan.diff_id != layer.diff_id:
             raise IntegrityError(
-                f"layer {layer.index} ({layer.digest}): uncompressed content hashes to {reader.stats.diff_id}, "
+                f"layer {layer.index} ({layer.digest}): uncompressed content hashes to {layer_scan.diff_id}, "
                 f"config says diff_id {layer.diff_id}"
             )
+        if cached is None and layer_scan.cacheable and self.layer_cache is not None:
+            self.layer_cache.put(layer_scan, key)
+        return layer_scan
+
+    def _cache_key(self) -> str:
+        """What, besides the layer digest, a cached layer scan depends on."""
+        limits = self.limits
+        fingerprint = hashlib.sha256(repr(astuple(limits)).encode()).hexdigest()[:12]
+        return f"{self.scanners.ruleset}/{ANALYZER_VERSION}/{fingerprint}"
+
+
+def _layer_integrity_findings(layer: LayerInfo, layer_scan: LayerScan) -> list[Finding]:
+    """A layer the unpacker refused entries of, or could not read to the end: never a silent pass."""
+    out: list[Finding] = []
+    for error in layer_scan.errors:
+        message = f"layer {layer.index} ({layer.digest}): {error}"
+        out.append(_integrity_finding(layer_scan.error_rule or "tollgate.unpack.corrupt", message, layer))
+    for refusal in layer_scan.refusals:
+        out.append(
+            _integrity_finding(
+                "tollgate.unpack.refused-entry",
+                f"refused tar entry: {refusal.reason}",
+                layer,
+                severity=Severity.MEDIUM,
+                path="/" + refusal.path,
+                evidence=clip_evidence(refusal.path),
+            )
+        )
+    return out

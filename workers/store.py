@@ -303,9 +303,23 @@ class FindingRow(Base):
     waived: Mapped[bool] = mapped_column(sa.Boolean)
 
 
+class LayerScanRow(Base):
+    """A cached layer scan: content-addressed by layer digest and what the scan depended on (ruleset …)."""
+
+    __tablename__ = "layer_scans"
+    __table_args__ = (sa.UniqueConstraint("digest", "scan_key"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    digest: Mapped[str] = mapped_column(sa.String(135))
+    scan_key: Mapped[str] = mapped_column(sa.Text)  # ruleset version / analyzer version / limits fingerprint
+    result: Mapped[bytes] = mapped_column(sa.LargeBinary)  # LayerScan.to_cache(): compressed JSON
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 images = cast(sa.Table, ImageRow.__table__)
 tags = cast(sa.Table, TagRow.__table__)
 findings = cast(sa.Table, FindingRow.__table__)
+layer_scans = cast(sa.Table, LayerScanRow.__table__)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -616,6 +630,23 @@ class Store:
             session.execute(sa.insert(findings), rows)
 
     # -- reads --------------------------------------------------------------------------------------------------
+
+    # -- layer scan cache ---------------------------------------------------------------------------------------
+
+    def get_layer_scan(self, digest: Digest, key: str) -> bytes | None:
+        """The cached scan of layer ``digest`` under ``key``, as stored bytes."""
+        with self._read() as session:
+            return session.execute(
+                sa.select(layer_scans.c.result).where(layer_scans.c.digest == digest, layer_scans.c.scan_key == key)
+            ).scalar_one_or_none()
+
+    def put_layer_scan(self, digest: Digest, key: str, result: bytes) -> None:
+        """Store a layer scan; a concurrent worker storing the same one first is fine (same content)."""
+        with self._write() as session:
+            statement = self._insert(layer_scans).values(
+                digest=digest, scan_key=key, result=result, created_at=self.now()
+            )
+            session.execute(statement.on_conflict_do_nothing(index_elements=["digest", "scan_key"]))
 
     def get_record(self, repository: str, digest: Digest) -> ImageRecord | None:
         """The record of ``repository@digest``, or None when Tollgate never heard of it."""

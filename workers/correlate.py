@@ -1,0 +1,394 @@
+"""Weigh each hit by its context, and combine signals across the image into findings of their own.
+
+A string alone is not a verdict. For every file-scanner hit this stage asks: does the final filesystem still
+hold it; does a package own it with a matching checksum (distribution content); is it documentation or test
+data; does anything run it (entrypoint, cron, units, profiles and the scripts they call)? Script idioms
+(rule scope ``exec``) count at full weight only where something runs them; artifacts (scope ``file``) count
+wherever they lie. Then it adds what only the whole image shows: a miner hiding under a system program's name,
+a package binary whose checksum no longer matches, executables no package owns in system or temporary paths,
+pool/wallet evidence beside a miner, and the open-miner case that is policy (``pua``) rather than malware.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from rules.loader import RuleMeta, RuleScope
+from workers.context import ExecutionContext, autostart_kind, execution_context, is_documentation
+from workers.domain import Category, Confidence, Finding, LayerInfo, Severity, clip_evidence
+from workers.layerfs import MergedFilesystem
+from workers.layerscan import FileFacts, LayerScan
+from workers.oci import ImageConfig
+from workers.packagedb import Ownership, PackageDbFile, PackageIndex
+from workers.unpack import EntryKind
+
+
+@dataclass(frozen=True)
+class DerivedRule:
+    """Metadata of a finding this stage produces itself (listed in RULES.md beside the data rules)."""
+
+    id: str
+    description: str
+    severity: Severity
+    confidence: Confidence
+    category: Category
+    attack: str
+
+
+def _rule(rule_id: str, description: str, *, grade: str, category: str, attack: str) -> DerivedRule:
+    """``grade`` is "severity/confidence", e.g. "critical/high"."""
+    severity, _, confidence = grade.partition("/")
+    return DerivedRule(rule_id, description, Severity(severity), Confidence(confidence), Category(category), attack)
+
+
+MASQUERADE = _rule(
+    "context.masquerading-miner",
+    "A binary named like a system program (nginx, cron, dockerd, kworker …) carries a miner's strings",
+    grade="critical/high",
+    category="defense-evasion",
+    attack="T1036.005",
+)
+MODIFIED_PACKAGE_FILE = _rule(
+    "context.modified-package-file",
+    "An executable that a package owns no longer matches the package database checksum",
+    grade="high/medium",
+    category="defense-evasion",
+    attack="T1554",
+)
+UNOWNED_SYSTEM_BINARY = _rule(
+    "context.unowned-system-binary",
+    "An executable in a system binary directory that no package owns (informational on its own)",
+    grade="low/low",
+    category="defense-evasion",
+    attack="T1036.005",
+)
+HIDDEN_EXECUTABLE = _rule(
+    "context.hidden-executable",
+    "An ELF executable in a temporary or hidden directory (/tmp, /var/tmp, /dev/shm, a dot-directory)",
+    grade="medium/medium",
+    category="defense-evasion",
+    attack="T1564.001",
+)
+MINER_COMBINED = _rule(
+    "context.miner-evidence-combined",
+    "Mining pool or wallet evidence in the same image as a miner binary or miner configuration",
+    grade="critical/high",
+    category="miner",
+    attack="T1496",
+)
+DERIVED_RULES: tuple[DerivedRule, ...] = (
+    MASQUERADE,
+    MODIFIED_PACKAGE_FILE,
+    UNOWNED_SYSTEM_BINARY,
+    HIDDEN_EXECUTABLE,
+    MINER_COMBINED,
+)
+
+# Program names a miner borrows to look like part of the system (THREATS.md §2 "renames").
+SYSTEM_NAMES = frozenset(
+    {
+        "nginx",
+        "httpd",
+        "apache2",
+        "cron",
+        "crond",
+        "sshd",
+        "ssh",
+        "dockerd",
+        "docker",
+        "containerd",
+        "docker-cache",
+        "docker-proxy",
+        "kubelet",
+        "systemd",
+        "systemd-journald",
+        "init",
+        "bash",
+        "sh",
+        "dash",
+        "kthreadd",
+        "kswapd0",
+        "bioset",
+        "dbused",
+        "mysqld",
+        "redis-server",
+        "postgres",
+        "java",
+        "node",
+        "python",
+        "python3",
+        "portainer",
+        "sleep",
+        "top",
+        "ps",
+        "rsyslogd",
+        "atd",
+        "udevd",
+        "cloud",
+    }
+)
+SYSTEM_NAME_PREFIXES = ("kworker", "ksoftirqd", "migration", "systemd-")
+SYSTEM_BIN_DIRS = ("usr/bin/", "usr/sbin/", "bin/", "sbin/", "usr/local/sbin/")
+TEMP_DIRS = ("tmp/", "var/tmp/", "dev/shm/", "run/")
+# Dot-directories where ordinary tools keep native code (pip, cargo, npm caches …): not hiding places.
+TOOL_DOT_DIRS = frozenset({".cache", ".local", ".npm", ".cargo", ".rustup", ".m2", ".gradle", ".venv", ".git", ".nvm"})
+MINER_EVIDENCE_RULES = frozenset(
+    {"miner.stratum-url", "miner.pool-domain", "miner.monero-wallet", "config.miner-in-env"}
+)
+MINER_ARTIFACT_RULES = frozenset({"miner.xmrig-binary", "miner.xmrig-config", MASQUERADE.id})
+# Categories whose presence means a miner image is more than an open (if unwanted) miner.
+HOSTILE_CATEGORIES = frozenset(
+    {
+        Category.BACKDOOR,
+        Category.PERSISTENCE,
+        Category.HOST_ESCAPE,
+        Category.WORM,
+        Category.CREDENTIAL_THEFT,
+        Category.DEFENSE_EVASION,
+    }
+)
+MAX_UNOWNED_LISTED = 20
+
+
+def _cap(severity: Severity, ceiling: Severity) -> Severity:
+    return severity if severity.rank <= ceiling.rank else ceiling
+
+
+def _active(finding: Finding) -> bool:
+    return not finding.waived and finding.severity.rank >= Severity.MEDIUM.rank
+
+
+@dataclass(frozen=True)
+class ImageView:
+    """The image as this stage sees it: layers, their scans, the merged filesystem, the config."""
+
+    layers: Sequence[LayerInfo]
+    scans: Sequence[LayerScan]
+    fs: MergedFilesystem
+    config: ImageConfig
+
+    def facts(self, layer_index: int, path: str) -> FileFacts | None:
+        """Facts the layer scan recorded for ``path`` in layer ``layer_index``."""
+        return self.scans[layer_index].facts.get(path)
+
+    def final_facts(self, path: str) -> FileFacts | None:
+        """Facts about the version of ``path`` that survives in the final filesystem."""
+        node = self.fs.get(path)
+        return self.facts(node.layer, path) if node is not None else None
+
+    def package_index(self) -> PackageIndex:
+        """Ownership from the package-database files that survive in the final filesystem."""
+        surviving: list[PackageDbFile] = []
+        for index, scan in enumerate(self.scans):
+            surviving.extend(db for path, db in scan.package_db.items() if self.fs.in_final_fs(path, index))
+
+        def canonical(path: str) -> str | None:
+            if self.fs.get(path) is not None:
+                return path
+            node = self.fs.resolve(path)
+            return node.path if node is not None else None
+
+        return PackageIndex.build(surviving, canonical)
+
+
+def _place(fs_path: str, context: ExecutionContext) -> str:
+    """A short phrase for where a hit sits, for the finding's message."""
+    why = context.why(fs_path)
+    if why:
+        return f"run by {why}"
+    kind = autostart_kind(fs_path)
+    if kind:
+        return f"in a {kind} autostart file"
+    return "present, but nothing in the image runs it"
+
+
+def weigh_hit(
+    hit: Finding,
+    layer: LayerInfo,
+    *,
+    meta: RuleMeta | None,
+    view: ImageView,
+    packages: PackageIndex,
+    context: ExecutionContext,
+) -> Finding:
+    """One file-scanner hit, attributed to its layer and step and weighed by where it sits."""
+    path = (hit.path or "").lstrip("/")
+    in_final = view.fs.in_final_fs(path, layer.index)
+    facts = view.facts(layer.index, path)
+    ownership, package = packages.check(path, facts.md5 if facts else None)
+    severity, confidence = hit.severity, hit.confidence
+    notes: list[str] = []
+    scope = meta.scope if meta is not None else RuleScope.FILE
+    binary = facts is not None and facts.kind == "elf"
+
+    if ownership == Ownership.VERIFIED:
+        severity = Severity.INFO
+        notes.append(f"package content of {package}, checksum verified")
+    elif ownership == Ownership.OWNED:
+        severity = _cap(severity, Severity.LOW)
+        notes.append(f"owned by package {package} (no checksum to compare)")
+    elif is_documentation(path) and not binary and not context.why(path):
+        severity = Severity.INFO
+        notes.append("documentation or test data that nothing runs")
+    elif not in_final:
+        notes.append("deleted or replaced in a later layer, but still in the image's blobs")
+        if scope is RuleScope.EXEC:
+            severity = _cap(severity, Severity.MEDIUM)
+    elif scope is RuleScope.EXEC:
+        place = _place(path, context)
+        notes.append(place)
+        if not context.why(path) and not autostart_kind(path):
+            severity = _cap(severity, Severity.MEDIUM)
+    else:
+        why = context.why(path)
+        if why:
+            notes.append(f"run by {why}")
+    if ownership == Ownership.MODIFIED:
+        notes.append(f"owned by package {package} but its checksum does not match")
+    message = hit.message + (" — " + "; ".join(notes) if notes else "")
+    return replace(
+        hit,
+        severity=severity,
+        confidence=confidence,
+        layer=layer.digest,
+        step=layer.step,
+        in_final_fs=in_final,
+        message=message,
+    )
+
+
+def _derived(rule: DerivedRule, message: str, **where: object) -> Finding:
+    return Finding(
+        rule=rule.id,
+        severity=rule.severity,
+        category=rule.category,
+        confidence=rule.confidence,
+        attack=rule.attack,
+        message=f"{rule.description}: {message}",
+        evidence=clip_evidence(message),
+        **where,  # type: ignore[arg-type]
+    )
+
+
+def _is_system_name(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name in SYSTEM_NAMES or name.startswith(SYSTEM_NAME_PREFIXES)
+
+
+def _hidden_or_temp(path: str) -> bool:
+    if path.startswith(TEMP_DIRS):
+        return True
+    parts = path.split("/")[:-1]
+    return any(p.startswith(".") and p not in TOOL_DOT_DIRS for p in parts)
+
+
+def _file_findings(view: ImageView, packages: PackageIndex, weighed: Sequence[Finding]) -> list[Finding]:
+    """Findings about files that only the merged view shows (masquerading, modified, unowned, hidden)."""
+    out: list[Finding] = []
+    by_digest = {layer.digest: layer for layer in view.layers}
+    for finding in weighed:
+        if finding.category is not Category.MINER or not finding.path or finding.layer is None:
+            continue
+        layer = by_digest[finding.layer]
+        path = finding.path.lstrip("/")
+        facts = view.facts(layer.index, path)
+        if facts is not None and facts.kind == "elf" and _is_system_name(path):
+            out.append(
+                _derived(
+                    MASQUERADE,
+                    f"/{path} is named like a system program but matches {finding.rule}",
+                    layer=layer.digest,
+                    step=layer.step,
+                    path=finding.path,
+                    in_final_fs=finding.in_final_fs,
+                )
+            )
+    unowned: list[str] = []
+    for node in view.fs:
+        if node.kind is not EntryKind.FILE:
+            continue
+        facts = view.facts(node.layer, node.path)
+        if facts is None or facts.kind not in ("elf", "script"):
+            continue
+        layer = view.layers[node.layer]
+        where = {"layer": layer.digest, "step": layer.step, "path": "/" + node.path, "in_final_fs": True}
+        ownership, package = packages.check(node.path, facts.md5)
+        if ownership == Ownership.MODIFIED:
+            out.append(_derived(MODIFIED_PACKAGE_FILE, f"/{node.path} of package {package}", **where))
+        elif facts.kind == "elf" and _hidden_or_temp(node.path) and ".so" not in node.path.rsplit("/", 1)[-1]:
+            if ownership not in (Ownership.VERIFIED, Ownership.OWNED):
+                out.append(_derived(HIDDEN_EXECUTABLE, f"/{node.path}", **where))
+        elif ownership == Ownership.UNOWNED and node.path.startswith(SYSTEM_BIN_DIRS):
+            unowned.append(node.path)
+            if len(unowned) <= MAX_UNOWNED_LISTED:
+                out.append(_derived(UNOWNED_SYSTEM_BINARY, f"/{node.path}", **where))
+    if len(unowned) > MAX_UNOWNED_LISTED:
+        more = len(unowned) - MAX_UNOWNED_LISTED
+        out.append(_derived(UNOWNED_SYSTEM_BINARY, f"and {more} more, e.g. /{unowned[MAX_UNOWNED_LISTED]}"))
+    return out
+
+
+def _combined_miner(findings: Sequence[Finding]) -> list[Finding]:
+    """Pool or wallet evidence next to a miner binary or config: the co-occurrence the issue asks for."""
+    counted = [f for f in findings if not f.waived and f.severity is not Severity.INFO]
+    evidence = [f for f in counted if f.rule in MINER_EVIDENCE_RULES]
+    artifacts = [f for f in counted if f.rule in MINER_ARTIFACT_RULES]
+    if not evidence or not artifacts:
+        return []
+    first_art, first_ev = artifacts[0], evidence[0]
+    where_art = first_art.path or "the image config"
+    where_ev = first_ev.path or "the image config"
+    message = f"{first_art.rule} at {where_art} with {first_ev.rule} at {where_ev}"
+    return [
+        _derived(
+            MINER_COMBINED,
+            message,
+            layer=first_art.layer,
+            step=first_art.step,
+            path=first_art.path,
+            in_final_fs=first_art.in_final_fs,
+        )
+    ]
+
+
+def open_miner_as_pua(findings: Sequence[Finding]) -> list[Finding]:
+    """A miner with no backdoor, persistence, escape, spreading, theft or evasion is unwanted, not malware."""
+    active = [f for f in findings if _active(f)]
+    if not any(f.category is Category.MINER for f in active):
+        return list(findings)
+    if any(f.category in HOSTILE_CATEGORIES for f in active):
+        return list(findings)
+    prefix = "open miner (no backdoor, persistence or evasion found): "
+    return [
+        replace(f, category=Category.PUA, message=prefix + f.message) if f.category is Category.MINER else f
+        for f in findings
+    ]
+
+
+def correlate(
+    view: ImageView,
+    config_findings: Sequence[Finding],
+    rules: Mapping[str, RuleMeta],
+) -> list[Finding]:
+    """Every finding of one platform image: weighed hits, config findings and the combined signals."""
+    packages = view.package_index()
+
+    def refs_of(path: str) -> tuple[str, ...] | None:
+        facts = view.final_facts(path)
+        return facts.refs if facts is not None and facts.kind == "script" else None
+
+    def verified_package_file(path: str) -> bool:
+        facts = view.final_facts(path)
+        return packages.check(path, facts.md5 if facts else None)[0] == Ownership.VERIFIED
+
+    context = execution_context(view.fs, view.config, refs_of, skip_root=verified_package_file)
+    weighed = [
+        weigh_hit(hit, view.layers[index], meta=rules.get(hit.rule), view=view, packages=packages, context=context)
+        for index, scan in enumerate(view.scans)
+        for hit in scan.hits
+    ]
+    findings = [*weighed, *config_findings]
+    findings += _file_findings(view, packages, weighed)
+    findings += _combined_miner(findings)
+    return open_miner_as_pua(findings)
