@@ -90,10 +90,13 @@ def _print_text(record: dict[str, object]) -> None:
 
 
 def _check_policy(settings: Settings) -> None:
-    """Refuse to start on a policy file that does not load, rather than fail every scan later."""
+    """Refuse to start on a policy or rule pack that does not load, rather than fail every scan later."""
+    from workers.pipeline import load_scanners
     from workers.policy import cached_policy
 
     cached_policy(settings.policy_file)
+    # Compiles the shipped rules and every TOLLGATE_RULES_EXTRA pack; a compile error names file and line.
+    load_scanners(settings.rules_dir, settings.rules_extra)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 
 from workers.domain import Digest, parse_digest
 from workers.errors import ConfigError, PermanentError, TransientError
+from workers.layerscan import StoredLayerCache
 from workers.pipeline import NotAnImage, Vetter, load_scanners
 from workers.policy import cached_policy
 from workers.registry import RegistryClient
@@ -78,7 +79,14 @@ def scan_image(repository: str, digest: str) -> dict[str, Any]:
         # The image is held as an error (never judged under a stale or default policy) until rescanned.
         store.mark_error(repository, checked, exc.diagnostics(), ruleset=scanners.ruleset)
         return {"status": "error", "error": exc.diagnostics()}
-    vetter = Vetter(scanners, limits=settings.limits, policy=policy, progress=_progress_reporter(repository, checked))
+    vetter = Vetter(
+        scanners,
+        limits=settings.limits,
+        policy=policy,
+        progress=_progress_reporter(repository, checked),
+        # Layers another image already brought are not scanned again under the same ruleset.
+        layer_cache=StoredLayerCache(store),
+    )
     try:
         with RegistryClient.from_settings(settings) as client:
             report = vetter.vet(RegistrySource(client, repository), checked)
@@ -96,6 +104,8 @@ def scan_image(repository: str, digest: str) -> dict[str, Any]:
         store.mark_error(repository, checked, message, ruleset=scanners.ruleset)
         return {"status": "error", "error": message}
     store.save_report(report)
+    if vetter.cache_hits:
+        log.info("%s@%s: %d layer scan(s) came from the cache", repository, digest, vetter.cache_hits)
     return {"status": "done", "verdict": report.verdict.value, "action": report.action.value}
 
 

@@ -98,6 +98,7 @@ def load_scanners(
 ) -> Scanners:
     """Compile the ruleset once per process (keyed by its content version) and build the scanners."""
     from rules.loader import load_ruleset, ruleset_version
+    from workers.scanners.hashes import HashScanner
     from workers.scanners.heuristics import HeuristicScanner
     from workers.scanners.yara_scanner import YaraScanner
 
@@ -109,7 +110,7 @@ def load_scanners(
     ruleset = load_ruleset(rules_dir, extra)
     scanners = Scanners(
         ruleset=ruleset.version,
-        file_scanners=(YaraScanner(ruleset),),
+        file_scanners=(YaraScanner(ruleset), HashScanner(ruleset)),
         config_scanners=(HeuristicScanner(ruleset),),
         names=NameScanner(protected_names, trusted_namespaces),
         rules=ruleset.rules,
