@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import gzip
 import hashlib
 import io
@@ -12,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,23 +24,85 @@ BENCH_PACKAGES = ("ca-certificates", "curl", "python3")
 MIRROR = os.environ.get("TOLLGATE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 
-def debootstrap(target: Path, *, suite: str = "bookworm", include: tuple[str, ...] = ()) -> Path:
-    """A minbase root filesystem at ``target`` (built once; needs root and the debootstrap package)."""
-    stamp = target / ".tollgate-complete"
-    if stamp.exists():
+STAMP = ".tollgate-complete"
+# Paths whose contents never go into a layer: the kernel's mounts and the device nodes debootstrap made.
+_PSEUDO_DIRS = frozenset({"proc", "sys", "dev"})
+
+
+@contextlib.contextmanager
+def file_lock(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive ``fcntl`` lock; parallel test workers and benchmarks build each root only once."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _unmount_under(target: Path) -> None:
+    """Lazily unmount whatever an interrupted debootstrap left mounted in ``target`` (/proc, /sys, bound /dev).
+
+    Deleting a half-built root with /dev bound from the host would otherwise delete the host's device nodes.
+    """
+    prefix = str(target.resolve()) + "/"
+    mounts = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].encode().decode("unicode_escape")
+        if point.startswith(prefix):
+            mounts.append(point)
+    for point in sorted(mounts, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False)
+
+
+def _ensure_debootstrap(lock_dir: Path) -> None:
+    """Install the debootstrap package once; the lock keeps two workers from fighting over dpkg's lock."""
+    if shutil.which("debootstrap") is not None:
+        return
+    with file_lock(lock_dir / ".apt-install.lock"):
+        if shutil.which("debootstrap") is None:
+            subprocess.run(["apt-get", "install", "-y", "-qq", "debootstrap"], check=True)
+
+
+def debootstrap(
+    target: Path, *, suite: str = "bookworm", include: tuple[str, ...] = (), variant: str = "minbase"
+) -> Path:
+    """A Debian root filesystem at ``target``, built once and reused (needs root and the debootstrap package).
+
+    The stamp records what was asked for, so a root built with other packages, or one whose build was
+    interrupted (no stamp), is rebuilt. Concurrent callers for the same ``target`` wait on a file lock and
+    the second one finds the first one's root.
+    """
+    recipe = json.dumps({"suite": suite, "variant": variant, "include": sorted(include)}, sort_keys=True) + "\n"
+    stamp = target / STAMP
+    if _stamp_is(stamp, recipe):
         return target
-    if shutil.which("debootstrap") is None:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "debootstrap"], check=True)
-    if target.exists():
-        shutil.rmtree(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    cmd = ["debootstrap", "--variant=minbase"]
-    if include:
-        cmd.append("--include=" + ",".join(include))
-    cmd += [suite, str(target), MIRROR]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    stamp.write_text("ok\n")
+    with file_lock(target.with_name(target.name + ".lock")):
+        if _stamp_is(stamp, recipe):
+            return target
+        _ensure_debootstrap(target.parent)
+        if target.exists():
+            _unmount_under(target)
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        cmd = ["debootstrap", f"--variant={variant}"]
+        if include:
+            cmd.append("--include=" + ",".join(include))
+        cmd += [suite, str(target), MIRROR]
+        try:
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        finally:
+            _unmount_under(target)
+        stamp.write_text(recipe)
     return target
+
+
+def _stamp_is(stamp: Path, recipe: str) -> bool:
+    try:
+        return stamp.read_text() == recipe
+    except FileNotFoundError:
+        return False
 
 
 def _is_cache(rel: Path) -> bool:
@@ -46,26 +111,63 @@ def _is_cache(rel: Path) -> bool:
     return any(text.startswith(p) and text != p for p in ("var/cache/apt/archives/", "var/lib/apt/lists/"))
 
 
-def rootfs_layer(rootfs: Path) -> tuple[bytes, str, str]:
-    """Tar ``rootfs`` (skipping /proc, /sys, /dev contents) and gzip it; return (blob, digest, diff_id)."""
+def rootfs_paths(rootfs: Path) -> list[Path]:
+    """Every path of ``rootfs`` that belongs in a layer, relative and sorted (parents before children).
+
+    Leaves out the contents of /proc, /sys and /dev, the apt caches and the build stamp; the directories
+    themselves stay, as in Debian's official images. Symlinked directories are not followed.
+    """
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(rootfs):
+        here = Path(dirpath)
+        for name in dirnames + filenames:
+            rel = (here / name).relative_to(rootfs)
+            if rel.parts[0] in _PSEUDO_DIRS and len(rel.parts) > 1:
+                continue
+            if rel.as_posix() == STAMP or _is_cache(rel):
+                continue
+            out.append(rel)
+    out.sort(key=lambda rel: rel.parts)
+    return out
+
+
+def rootfs_tar(rootfs: Path, paths: Iterable[Path] | None = None, *, whiteouts: Iterable[str] = ()) -> bytes:
+    """An uncompressed, reproducible tar of ``paths`` (default: all of :func:`rootfs_paths`) under ``rootfs``.
+
+    Entries keep their real mode, uid and gid, symlink targets and hard links (the first path of an inode is
+    the file, the later ones link to it); mtimes are 0 and host user names are left out, so the bytes depend
+    on the tree alone. ``whiteouts`` are archive names of empty whiteout files (``etc/.wh.foo``) to add.
+    """
     raw = io.BytesIO()
+    entries: list[tuple[str, Path | None]] = [
+        (rel.as_posix(), rel) for rel in (rootfs_paths(rootfs) if paths is None else paths)
+    ]
+    entries += [(name, None) for name in whiteouts]
+    entries.sort(key=lambda item: item[0].split("/"))
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(rootfs.rglob("*")):
-            rel = path.relative_to(rootfs)
-            if rel.parts[0] in {"proc", "sys", "dev"} and len(rel.parts) > 1:
+        for arcname, rel in entries:
+            if rel is None:
+                info = tarfile.TarInfo(arcname)
+                info.mtime = 0
+                tar.addfile(info)
                 continue
-            if rel.name == ".tollgate-complete" or _is_cache(rel):
-                continue
-            info = tar.gettarinfo(str(path), arcname=str(rel))
+            path = rootfs / rel
+            info = tar.gettarinfo(str(path), arcname=arcname)
+            if info is None or info.isdev():
+                continue  # sockets and device nodes outside /dev have no place in an image
             info.mtime = 0
+            info.uname = info.gname = ""
             if info.isreg():
                 with path.open("rb") as fh:
                     tar.addfile(info, fh)
-            elif info.isdev():
-                continue
             else:
                 tar.addfile(info)
-    tar_bytes = raw.getvalue()
+    return raw.getvalue()
+
+
+def rootfs_layer(rootfs: Path) -> tuple[bytes, str, str]:
+    """Tar ``rootfs`` (skipping /proc, /sys, /dev contents) and gzip it; return (blob, digest, diff_id)."""
+    tar_bytes = rootfs_tar(rootfs)
     blob = gzip.compress(tar_bytes, compresslevel=6, mtime=0)
     return blob, "sha256:" + hashlib.sha256(blob).hexdigest(), "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
 
