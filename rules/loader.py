@@ -1,4 +1,4 @@
-"""Load and strictly validate the rules (YARA files, YAML heuristics) and stamp a content-hash ruleset version.
+"""Load and strictly validate the rules (YARA files, YAML heuristics, IOC lists) and stamp a content-hash version.
 
 ``ruleset_version`` only hashes files, so the web process can stamp job ids without importing a YARA engine.
 """
@@ -6,11 +6,14 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -18,11 +21,19 @@ from workers.domain import Category, Confidence, Severity
 from workers.errors import RuleLoadError
 
 YARA_META_REQUIRED = frozenset({"id", "description", "severity", "confidence", "category", "attack"})
-YARA_META_OPTIONAL = frozenset({"path_include", "references"})
+YARA_META_OPTIONAL = frozenset({"path_include", "path_exclude", "references", "scope", "validate"})
+# Checks a scanner applies to each matched string of a rule (see workers/scanners/yara_scanner.py).
+VALIDATORS = frozenset({"monero-address"})
 HEURISTIC_KEYS_REQUIRED = frozenset(
     {"id", "description", "severity", "confidence", "category", "attack", "when", "samples"}
 )
 HEURISTIC_KEYS_OPTIONAL = frozenset({"references"})
+IOC_KEYS_REQUIRED = frozenset(
+    {"id", "description", "severity", "confidence", "category", "attack", "indicators", "samples"}
+)
+IOC_KEYS_OPTIONAL = frozenset({"references", "scope"})
+INDICATOR_KEYS = frozenset({"type", "value", "source"})
+INDICATOR_TYPES = frozenset({"ipv4", "domain", "url", "sha256"})
 # Fields of the image config a heuristic may look at; each yields a list of strings.
 FIELDS = frozenset(
     {"entrypoint", "cmd", "command", "env", "env_values", "labels", "user", "history", "layer_steps", "config_steps"}
@@ -31,6 +42,8 @@ OPERATORS = frozenset({"matches", "contains", "equals", "exists"})
 COMBINATORS = frozenset({"any", "all", "not"})
 _ID_RE = re.compile(r"^[a-z0-9]+(?:[.-][a-z0-9]+)+$")
 _ATTACK_RE = re.compile(r"^T\d{4}(?:\.\d{3})?$")
+_DOMAIN_RE = re.compile(r"^(?=.{4,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 RULE_SUFFIXES = (".yar", ".yara", ".yaml", ".yml")
 
 
@@ -58,6 +71,13 @@ def ruleset_version(rules_dir: Path, extra: Sequence[Path] = ()) -> str:
     return "rs-" + digest.hexdigest()[:16]
 
 
+class RuleScope(StrEnum):
+    """Where a rule's hit counts at full weight (see workers/correlate.py)."""
+
+    EXEC = "exec"
+    FILE = "file"
+
+
 @dataclass(frozen=True)
 class RuleMeta:
     """What every rule carries, whatever its engine."""
@@ -71,6 +91,11 @@ class RuleMeta:
     kind: str  # "yara" | "heuristic"
     source: Path
     path_include: tuple[str, ...] = ()
+    path_exclude: tuple[str, ...] = ()  # globs where the rule never applies (wins over path_include)
+    validate: str | None = None  # a VALIDATORS name checked against each matched string
+    # "exec": a script idiom that is only an attack where something runs it (entrypoint, cron, unit, profile);
+    # "file": an artifact whose presence is the signal wherever it lies (miner binary, implanted key, secret).
+    scope: RuleScope = RuleScope.FILE
 
 
 @dataclass(frozen=True)
@@ -103,6 +128,27 @@ class Ruleset:
     yara: Any  # yara_x.Rules
     heuristics: tuple[HeuristicRule, ...]
     yara_ids: Mapping[str, str] = field(default_factory=dict)  # YARA identifier → rule id
+    iocs: tuple[IocList, ...] = ()
+    ioc_hashes: Mapping[str, str] = field(default_factory=dict)  # lowercase sha256 hex → IOC list id
+
+
+@dataclass(frozen=True)
+class Indicator:
+    """One indicator of compromise and the report it comes from."""
+
+    type: str  # ipv4 | domain | url | sha256
+    value: str
+    source: str
+
+
+@dataclass(frozen=True)
+class IocList:
+    """A list of indicators from one campaign; network indicators compile into one generated YARA rule."""
+
+    meta: RuleMeta
+    indicators: tuple[Indicator, ...]
+    samples_match: tuple[str, ...]
+    samples_benign: tuple[str, ...]
 
 
 def yara_identifier(rule_id: str) -> str:
@@ -130,9 +176,15 @@ def _meta(data: Mapping[str, Any], where: str, kind: str, source: Path) -> RuleM
     attack = data.get("attack")
     if not isinstance(attack, str) or not _ATTACK_RE.match(attack):
         raise RuleLoadError(f"{where}: attack {attack!r} must be a MITRE ATT&CK technique id like T1496")
-    include = data.get("path_include") or ""
-    if not isinstance(include, str):
-        raise RuleLoadError(f"{where}: path_include must be a comma-separated string of globs")
+    globs: dict[str, tuple[str, ...]] = {}
+    for key in ("path_include", "path_exclude"):
+        text = data.get(key) or ""
+        if not isinstance(text, str):
+            raise RuleLoadError(f"{where}: {key} must be a comma-separated string of globs")
+        globs[key] = tuple(g.strip() for g in text.split(",") if g.strip())
+    validate = data.get("validate")
+    if validate is not None and validate not in VALIDATORS:
+        raise RuleLoadError(f"{where}: validate {validate!r} is not one of {', '.join(sorted(VALIDATORS))}")
     return RuleMeta(
         id=rule_id,
         description=description.strip(),
@@ -142,7 +194,10 @@ def _meta(data: Mapping[str, Any], where: str, kind: str, source: Path) -> RuleM
         attack=attack,
         kind=kind,
         source=source,
-        path_include=tuple(g.strip() for g in include.split(",") if g.strip()),
+        path_include=globs["path_include"],
+        path_exclude=globs["path_exclude"],
+        validate=validate,
+        scope=_enum(data.get("scope", RuleScope.FILE.value), RuleScope, where, "scope"),
     )
 
 
@@ -158,10 +213,25 @@ def _line_of(message: str) -> str:
     return found.group(1) if found else ""
 
 
-def _compile_yara(rules_dir: Path, extra: Sequence[Path]) -> tuple[Any, dict[str, RuleMeta], dict[str, str]]:
+def _compile_yara(
+    rules_dir: Path, extra: Sequence[Path], iocs: Sequence[IocList] = ()
+) -> tuple[Any, dict[str, RuleMeta], dict[str, str]]:
     import yara_x
 
     compiler = yara_x.Compiler()
+    # Each IOC list's generated rule lives in its own namespace, so it can never clash with a hand-written rule.
+    generated: dict[str, IocList] = {}
+    for index, ioc in enumerate(iocs):
+        source = _ioc_yara_source(ioc)
+        if source is None:
+            continue  # hashes only: matched by the layer scan through Ruleset.ioc_hashes, not by YARA
+        namespace = f"ioc{index}"
+        compiler.new_namespace(namespace)
+        try:
+            compiler.add_source(source, origin=str(ioc.meta.source))
+        except yara_x.CompileError as exc:
+            raise RuleLoadError(f"{ioc.meta.source}: generated rule does not compile: {exc}") from None
+        generated[namespace] = ioc
     own = sorted((rules_dir / "yara").glob("*.yar")) if (rules_dir / "yara").is_dir() else []
     origins: dict[str, tuple[Path, bool]] = {}
     for index, path in enumerate([*own, *_extra_files(extra)]):
@@ -186,6 +256,10 @@ def _compile_yara(rules_dir: Path, extra: Sequence[Path]) -> tuple[Any, dict[str
     for rule in compiled:
         meta = dict(rule.metadata)
         key = f"{rule.namespace}:{rule.identifier}"
+        if rule.namespace in generated:
+            ioc = generated[rule.namespace]
+            ids[key] = ioc.meta.id
+            continue  # its meta is the list's own, registered by load_ruleset
         if rule.namespace == "tollgate":
             own_path = own_by_ident.get(rule.identifier)
             if own_path is None:
@@ -280,16 +354,7 @@ def _condition(node: Any, where: str) -> Condition:
 
 def _load_heuristic(path: Path) -> HeuristicRule:
     where = str(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise RuleLoadError(f"{where}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RuleLoadError(f"{where}: cannot read: {exc}") from None
-    if not isinstance(data, dict):
-        raise RuleLoadError(f"{where}: a heuristic rule file is a YAML mapping")
+    data = _yaml_file(path, "a heuristic rule")
     unknown = set(data) - HEURISTIC_KEYS_REQUIRED - HEURISTIC_KEYS_OPTIONAL
     missing = HEURISTIC_KEYS_REQUIRED - set(data)
     if unknown:
@@ -312,10 +377,129 @@ def _load_heuristic(path: Path) -> HeuristicRule:
     )
 
 
+def _yaml_file(path: Path, what: str) -> dict[str, Any]:
+    where = str(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise RuleLoadError(f"{where}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RuleLoadError(f"{where}: cannot read: {exc}") from None
+    if not isinstance(data, dict):
+        raise RuleLoadError(f"{where}: {what} file is a YAML mapping")
+    return data
+
+
+def _indicator(item: Any, where: str) -> Indicator:
+    if not isinstance(item, dict):
+        raise RuleLoadError(f"{where}: each indicator is a mapping {{type, value, source}}, got {item!r}")
+    unknown = set(item) - INDICATOR_KEYS
+    if unknown:
+        raise RuleLoadError(f"{where}: indicator {item!r} has unknown keys {sorted(unknown)}")
+    kind, value, source = item.get("type"), item.get("value"), item.get("source")
+    if kind not in INDICATOR_TYPES:
+        raise RuleLoadError(f"{where}: indicator type {kind!r} is not one of {', '.join(sorted(INDICATOR_TYPES))}")
+    if not isinstance(value, str) or not value.strip():
+        raise RuleLoadError(f"{where}: {kind} indicator needs a non-empty string value")
+    if not isinstance(source, str) or not source.strip():
+        raise RuleLoadError(f"{where}: indicator {value!r} needs a source (the report it comes from)")
+    value = value.strip()
+    if kind == "ipv4":
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            raise RuleLoadError(f"{where}: {value!r} is not a valid IPv4 address") from None
+    elif kind == "domain":
+        value = value.lower()
+        if not _DOMAIN_RE.match(value):
+            raise RuleLoadError(f"{where}: {value!r} is not a valid domain name")
+    elif kind == "url":
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https", "ftp") or not parts.hostname or any(c.isspace() for c in value):
+            raise RuleLoadError(f"{where}: {value!r} is not an http(s) or ftp URL with a host")
+    else:
+        value = value.lower()
+        if not _SHA256_RE.match(value):
+            raise RuleLoadError(f"{where}: {value!r} is not a sha256 (64 hex digits)")
+    return Indicator(type=kind, value=value, source=source.strip())
+
+
+def _load_ioc_list(path: Path) -> IocList:
+    where = str(path)
+    data = _yaml_file(path, "an IOC list")
+    unknown = set(data) - IOC_KEYS_REQUIRED - IOC_KEYS_OPTIONAL
+    missing = IOC_KEYS_REQUIRED - set(data)
+    if unknown:
+        raise RuleLoadError(f"{where}: unknown keys {sorted(unknown)}")
+    if missing:
+        raise RuleLoadError(f"{where}: missing keys {sorted(missing)}")
+    meta = _meta(data, where, "ioc", path)
+    items = data["indicators"]
+    if not isinstance(items, list) or not items:
+        raise RuleLoadError(f"{where}: indicators must be a non-empty list")
+    indicators = tuple(_indicator(item, where) for item in items)
+    seen: set[tuple[str, str]] = set()
+    for ind in indicators:
+        if (ind.type, ind.value) in seen:
+            raise RuleLoadError(f"{where}: duplicate indicator {ind.value!r}")
+        seen.add((ind.type, ind.value))
+    samples = data["samples"]
+    if not isinstance(samples, dict) or set(samples) != {"match", "benign"}:
+        raise RuleLoadError(f"{where}: samples must have exactly 'match' and 'benign' lists")
+    for kind in ("match", "benign"):
+        texts = samples[kind]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+            raise RuleLoadError(f"{where}: samples.{kind} must be a non-empty list of strings")
+    return IocList(
+        meta=meta,
+        indicators=indicators,
+        samples_match=tuple(samples["match"]),
+        samples_benign=tuple(samples["benign"]),
+    )
+
+
+def _yara_regex_literal(text: str) -> str:
+    # Every non-alphanumeric character as \xHH: no indicator value can break out of the regular expression.
+    return "".join(c if c.isascii() and c.isalnum() else f"\\x{ord(c):02x}" for c in text)
+
+
+# Left and right boundaries: an indicator must not be a piece of a longer address or name, so 142.44.191.1220,
+# 1142.44.191.122, teamtnt.redirect and noteamtnt.red do not match, while www.teamtnt.red and "…122/d.sh" do.
+_IOC_BOUNDS = {
+    "ipv4": ("(^|[^0-9.])", "([^0-9.]|\\.[^0-9]|\\.?$)"),
+    "domain": ("(^|[^A-Za-z0-9\\-])", "([^A-Za-z0-9\\-.]|\\.[^A-Za-z0-9\\-]|\\.?$)"),
+    "url": ("", "([^A-Za-z0-9\\-._~%/]|$)"),
+}
+
+
+def _ioc_yara_source(ioc: IocList) -> str | None:
+    """The generated YARA rule matching any of the list's network indicators; None when it has none."""
+    strings = []
+    for index, ind in enumerate(i for i in ioc.indicators if i.type in _IOC_BOUNDS):
+        left, right = _IOC_BOUNDS[ind.type]
+        strings.append(f"        $i{index} = /{left}{_yara_regex_literal(ind.value)}{right}/ nocase")
+    if not strings:
+        return None
+    body = "\n".join(strings)
+    return f"rule {yara_identifier(ioc.meta.id)}\n{{\n    strings:\n{body}\n    condition:\n        any of them\n}}\n"
+
+
 def load_ruleset(rules_dir: Path, extra: Sequence[Path] = ()) -> Ruleset:
     """Compile and validate every rule; any problem is a RuleLoadError naming the file (and line)."""
     version = ruleset_version(rules_dir, extra)
-    compiled, metas, ids = _compile_yara(rules_dir, extra)
+    folder = rules_dir / "iocs"
+    iocs = [_load_ioc_list(p) for p in sorted(folder.glob("*.y*ml"))] if folder.is_dir() else []
+    compiled, metas, ids = _compile_yara(rules_dir, extra, iocs)
+    hashes: dict[str, str] = {}
+    for ioc in iocs:
+        if ioc.meta.id in metas:
+            raise RuleLoadError(f"{ioc.meta.source}: duplicate rule id {ioc.meta.id!r}")
+        metas[ioc.meta.id] = ioc.meta
+        for ind in ioc.indicators:
+            if ind.type == "sha256":
+                hashes.setdefault(ind.value, ioc.meta.id)
     heuristics: list[HeuristicRule] = []
     folder = rules_dir / "heuristics"
     for path in sorted(folder.glob("*.y*ml")) if folder.is_dir() else []:
@@ -324,4 +508,12 @@ def load_ruleset(rules_dir: Path, extra: Sequence[Path] = ()) -> Ruleset:
             raise RuleLoadError(f"{path}: duplicate rule id {rule.meta.id!r}")
         metas[rule.meta.id] = rule.meta
         heuristics.append(rule)
-    return Ruleset(version=version, rules=metas, yara=compiled, heuristics=tuple(heuristics), yara_ids=ids)
+    return Ruleset(
+        version=version,
+        rules=metas,
+        yara=compiled,
+        heuristics=tuple(heuristics),
+        yara_ids=ids,
+        iocs=tuple(iocs),
+        ioc_hashes=hashes,
+    )

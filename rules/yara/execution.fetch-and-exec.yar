@@ -7,6 +7,7 @@ rule execution_fetch_and_exec
         confidence = "medium"
         category = "backdoor"
         attack = "T1059.004"
+        scope = "exec"
     strings:
         $curl = /\b(curl|wget)\b[^\n|;&]{0,200}\|\s*(sudo\s+)?(ba|da)?sh\b/
         $b64 = /\bbase64\s+(-d|--decode)\b[^\n|;&]{0,80}\|\s*(ba|da)?sh\b/

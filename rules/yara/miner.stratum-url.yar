@@ -7,6 +7,7 @@ rule miner_stratum_url
         confidence = "high"
         category = "miner"
         attack = "T1496"
+        scope = "file"
     strings:
         $url = /stratum\+(tcp|ssl|tls):\/\/[A-Za-z0-9.\-]+:[0-9]{2,5}/
     condition:

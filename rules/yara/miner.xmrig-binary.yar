@@ -7,6 +7,7 @@ rule miner_xmrig_binary
         confidence = "high"
         category = "miner"
         attack = "T1496"
+        scope = "file"
     strings:
         $name = "XMRig" ascii
         $s1 = "randomx" ascii nocase

@@ -7,6 +7,7 @@ rule miner_xmrig_config
         confidence = "high"
         category = "miner"
         attack = "T1496"
+        scope = "file"
     strings:
         $pools = /"pools"\s*:\s*\[/
         $url = /"url"\s*:\s*"/

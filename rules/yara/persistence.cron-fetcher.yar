@@ -7,6 +7,7 @@ rule persistence_cron_fetcher
         confidence = "high"
         category = "persistence"
         attack = "T1053.003"
+        scope = "exec"
     strings:
         $line = /(^|\n)\s*(@(reboot|hourly|daily)|([0-9*\/,\-]+\s+){4}[0-9*\/,\-]+)\s+(\S+\s+)?[^\n]{0,40}\b(curl|wget)\b[^\n]{0,200}\|\s*(ba|da)?sh\b/
     condition:

@@ -7,6 +7,7 @@ rule persistence_ld_preload
         confidence = "medium"
         category = "persistence"
         attack = "T1574.006"
+        scope = "file"
         path_include = "/etc/ld.so.preload"
     strings:
         $lib = /(^|\n)\s*\/[^\s#]+\.so(\.[0-9]+)*/

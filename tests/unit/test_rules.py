@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rules.loader import Ruleset, load_ruleset
-from workers.domain import sha256_digest
+from workers.domain import Confidence, Finding, sha256_digest
 from workers.scanners.base import FileContext
 from workers.scanners.heuristics import evaluate, fields_from_fragment
 from workers.scanners.yara_scanner import YaraScanner
@@ -17,28 +17,37 @@ RULES_DIR = PROJECT_ROOT / "rules"
 RULESET = load_ruleset(RULES_DIR)
 YARA_IDS = sorted(m.id for m in RULESET.rules.values() if m.kind == "yara")
 HEURISTICS = {h.meta.id: h for h in RULESET.heuristics}
+IOCS = {i.meta.id: i for i in RULESET.iocs}
+SCANNER = YaraScanner(RULESET)
 
 
-def _yara_hits(ruleset: Ruleset, path: Path, rule_id: str) -> set[str]:
-    # A rule limited to certain paths sees its samples at the first such path; others at a neutral one.
-    include = ruleset.rules[rule_id].path_include
-    where = include[0].replace("*", "").lstrip("/") if include else f"samples/{path.name}"
-    ctx = FileContext(
-        path=where,
+def _ctx(where: str, content: bytes) -> FileContext:
+    return FileContext(
+        path=where.lstrip("/"),
         layer_index=0,
         layer_digest=sha256_digest(b"layer"),
         step=None,
         mode=0o644,
-        size=path.stat().st_size,
-        content=path.read_bytes(),
+        size=len(content),
+        content=content,
     )
-    return {f.rule for f in YaraScanner(ruleset).scan_file(ctx)}
+
+
+def _yara_findings(ruleset: Ruleset, path: Path, rule_id: str) -> list[Finding]:
+    # A rule limited to certain paths sees its samples at the first such path; others at a neutral one (which no
+    # rule's path_exclude names).
+    include = ruleset.rules[rule_id].path_include
+    where = include[0].replace("*", "") if include else f"samples/{path.name}"
+    scanner = SCANNER if ruleset is RULESET else YaraScanner(ruleset)
+    return scanner.scan_file(_ctx(where, path.read_bytes()))
+
+
+def _yara_hits(ruleset: Ruleset, path: Path, rule_id: str) -> set[str]:
+    return {f.rule for f in _yara_findings(ruleset, path, rule_id)}
 
 
 def test_every_rule_is_loaded() -> None:
-    on_disk = {p.stem for p in (RULES_DIR / "yara").glob("*.yar")} | {
-        p.stem for p in (RULES_DIR / "heuristics").glob("*.yaml")
-    }
+    on_disk = {p.stem for sub in ("yara", "heuristics", "iocs") for p in (RULES_DIR / sub).glob("*.y*")}
     assert on_disk == set(RULESET.rules)
     assert RULESET.version.startswith("rs-")
 
@@ -71,6 +80,59 @@ def test_path_limited_rules_ignore_other_paths() -> None:
         content=sample.read_bytes(),
     )
     assert not YaraScanner(RULESET).scan_file(ctx)
+
+
+def test_path_exclude_hands_host_keys_to_their_own_rule() -> None:
+    key = (RULES_DIR / "samples" / "secret.private-key" / "match" / "id_ed25519").read_bytes()
+    at_host_key = {f.rule for f in SCANNER.scan_file(_ctx("etc/ssh/ssh_host_ed25519_key", key))}
+    assert at_host_key == {"secret.ssh-host-key"}
+    assert {f.rule for f in SCANNER.scan_file(_ctx("root/.ssh/id_ed25519", key))} == {"secret.private-key"}
+
+
+def test_every_rule_declares_an_honest_scope() -> None:
+    # Artifacts are "file"; script idioms are "exec" (workers/correlate.py weighs them by execution context).
+    exec_rules = {m.id for m in RULESET.rules.values() if m.kind == "yara" and m.scope.value == "exec"}
+    assert "backdoor.reverse-shell-bash" in exec_rules
+    assert "miner.xmrig-binary" not in exec_rules
+    assert not any(m.id.startswith("secret.") for m in RULESET.rules.values() if m.id in exec_rules)
+
+
+def _wallet_finding(name: str) -> Finding:
+    sample = RULES_DIR / "samples" / "miner.monero-wallet" / "match" / name
+    (finding,) = [f for f in _yara_findings(RULESET, sample, "miner.monero-wallet") if f.rule == "miner.monero-wallet"]
+    return finding
+
+
+@pytest.mark.parametrize("name", ["config.json", "subaddress.sh", "integrated.txt"])
+def test_wallet_with_valid_checksum_keeps_confidence(name: str) -> None:
+    finding = _wallet_finding(name)
+    assert finding.confidence == RULESET.rules["miner.monero-wallet"].confidence
+    assert "checksum valid" in finding.message
+    assert finding.evidence and finding.evidence.startswith("checksum valid")
+
+
+def test_wallet_with_invalid_checksum_is_low_confidence() -> None:
+    finding = _wallet_finding("checksum-invalid.sh")
+    assert finding.confidence == Confidence.LOW
+    assert "checksum invalid" in finding.message
+
+
+@pytest.mark.parametrize("rule_id", sorted(IOCS))
+def test_ioc_list_samples(rule_id: str) -> None:
+    ioc = IOCS[rule_id]
+    for text in ioc.samples_match:
+        hits = {f.rule for f in SCANNER.scan_file(_ctx("samples/ioc.txt", text.encode()))}
+        assert rule_id in hits, f"{rule_id} missed {text!r}"
+    for text in ioc.samples_benign:
+        hits = {f.rule for f in SCANNER.scan_file(_ctx("samples/ioc.txt", text.encode()))}
+        assert rule_id not in hits, f"{rule_id} fired on {text!r}"
+
+
+def test_ioc_lists_name_every_source() -> None:
+    for ioc in RULESET.iocs:
+        assert ioc.indicators
+        assert all(ind.source for ind in ioc.indicators)
+        assert RULESET.rules[ioc.meta.id] is ioc.meta
 
 
 @pytest.mark.parametrize("rule_id", sorted(HEURISTICS))

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import re
+from collections.abc import Callable
 from typing import Any
 
 from rules.loader import RuleMeta, Ruleset
-from workers.domain import Finding, clip_evidence
+from workers.domain import Confidence, Finding, clip_evidence
 from workers.scanners.base import FileContext
+from workers.scanners.wallets import monero_checksum_valid
 
 EVIDENCE_CONTEXT = 60  # bytes shown on each side of the first match
+_BASE58_RUN = re.compile(rb"[1-9A-HJ-NP-Za-km-z]{95,106}")
+
+# Checks named by a rule's `validate` meta (rules.loader.VALIDATORS), each over one matched string.
+VALIDATORS: dict[str, Callable[[bytes], bool]] = {
+    # A match may carry a boundary character around the address; the checksum is over the base58 run itself.
+    "monero-address": lambda data: any(monero_checksum_valid(m.group()) for m in _BASE58_RUN.finditer(data)),
+}
 
 
 class YaraScanner:
@@ -35,34 +46,61 @@ class YaraScanner:
             meta = self._ruleset.rules.get(rule_id) if rule_id else None
             if meta is None or not _path_allowed(meta, ctx.path):
                 continue
-            findings.append(
-                Finding(
-                    rule=meta.id,
-                    severity=meta.severity,
-                    category=meta.category,
-                    confidence=meta.confidence,
-                    attack=meta.attack,
-                    message=meta.description,
-                    layer=ctx.layer_digest,
-                    step=ctx.step,
-                    path="/" + ctx.path,
-                    evidence=_excerpt(ctx.content, match),
-                )
+            finding = Finding(
+                rule=meta.id,
+                severity=meta.severity,
+                category=meta.category,
+                confidence=meta.confidence,
+                attack=meta.attack,
+                message=meta.description,
+                layer=ctx.layer_digest,
+                step=ctx.step,
+                path="/" + ctx.path,
+                evidence=_excerpt(ctx.content, match),
             )
+            if meta.validate:
+                finding = _validated(finding, meta.validate, ctx.content, match)
+            findings.append(finding)
         return findings
 
 
+def _validated(finding: Finding, validator: str, content: bytes, match: Any) -> Finding:
+    """Keep the rule's confidence when a matched string passes its check; otherwise report it at low confidence."""
+    check = VALIDATORS[validator]
+    for pattern in match.patterns:
+        for hit in pattern.matches:
+            if check(content[hit.offset : hit.offset + hit.length]):
+                return dataclasses.replace(
+                    finding,
+                    message=f"{finding.message} (checksum valid)",
+                    evidence=clip_evidence("checksum valid: " + _window(content, hit.offset, hit.length)),
+                )
+    # Shaped like the real thing but failing its checksum: a placeholder, a typo or random text; still worth a look.
+    return dataclasses.replace(
+        finding,
+        confidence=Confidence.LOW,
+        message=f"{finding.message} (checksum invalid)",
+        evidence=clip_evidence(f"checksum invalid: {finding.evidence}"),
+    )
+
+
 def _path_allowed(meta: RuleMeta, path: str) -> bool:
+    full = "/" + path
+    if any(fnmatch.fnmatchcase(full, glob) for glob in meta.path_exclude):
+        return False
     if not meta.path_include:
         return True
-    full = "/" + path
-    return any(fnmatch.fnmatch(full, glob) for glob in meta.path_include)
+    return any(fnmatch.fnmatchcase(full, glob) for glob in meta.path_include)
+
+
+def _window(content: bytes, offset: int, length: int) -> str:
+    start = max(0, offset - EVIDENCE_CONTEXT)
+    end = min(len(content), offset + length + EVIDENCE_CONTEXT)
+    return clip_evidence(content[start:end].strip())
 
 
 def _excerpt(content: bytes, match: Any) -> str:
     for pattern in match.patterns:
         for hit in pattern.matches:
-            start = max(0, hit.offset - EVIDENCE_CONTEXT)
-            end = min(len(content), hit.offset + hit.length + EVIDENCE_CONTEXT)
-            return clip_evidence(content[start:end].strip())
+            return _window(content, hit.offset, hit.length)
     return clip_evidence(content[:120])

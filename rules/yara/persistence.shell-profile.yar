@@ -1,0 +1,23 @@
+rule persistence_shell_profile
+{
+    meta:
+        id = "persistence.shell-profile"
+        description = "A shell profile or alias file that starts a background program from a temporary or hidden directory, or downloads and runs code, at every login"
+        severity = "high"
+        confidence = "high"
+        category = "persistence"
+        attack = "T1546.004"
+        scope = "file"
+        path_include = "/etc/profile,/etc/profile.d/*,/etc/bash.bashrc,/etc/bashrc,/etc/zsh/zshrc,/etc/skel/.*,/root/.bashrc,/root/.profile,/root/.bash_profile,/root/.bash_login,/root/.bash_aliases,/root/.zshrc,/home/*/.bashrc,/home/*/.profile,/home/*/.bash_profile,/home/*/.bash_login,/home/*/.bash_aliases,/home/*/.zshrc"
+    strings:
+        // a program under /tmp, /var/tmp, /dev/shm or a dot-directory, sent to the background (a lone '&')
+        $bg_hidden = /(^|\n|;|&&)[ \t]*(nohup\s+|setsid\s+|exec\s+)?(\/tmp\/|\/var\/tmp\/|\/dev\/shm\/|(~|\$HOME|\$\{HOME\}|\/root|\/home\/[^\/\s]+)?\/\.[A-Za-z0-9_][A-Za-z0-9_.\-]*\/)[^\s;&|]+[^\n&]{0,160}[^&]&[ \t]*(disown[ \t]*)?(\n|$)/
+        // any program started detached and silenced on login (the Dero worm's .bash_aliases); profiles source
+        // and export, they do not daemonise
+        $bg_nohup = /(^|\n)[ \t]*(nohup|setsid)\s+\S+[^\n]{0,160}[^&]&[ \t]*(disown[ \t]*)?(\n|$)/
+        $bg_silent = /(^|\n)[ \t]*\/[^\s;&|]+[^\n]{0,80}(>\s*\/dev\/null\s+2>&1|&>\s*\/dev\/null)\s*&[ \t]*(disown[ \t]*)?(\n|$)/
+        $fetch = /\b(curl|wget)\b[^\n]{0,200}\|\s*(ba|da)?sh\b/
+        $b64 = /\bbase64\s+(-d|--decode)\b[^\n]{0,80}\|\s*(ba|da)?sh\b/
+    condition:
+        any of them
+}
