@@ -9,7 +9,8 @@ rule defense_evasion_history_wipe
         attack = "T1070.003"
         scope = "exec"
     strings:
-        $h1 = /\bhistory\s+-c\b/
+        // as a command (line start, after ; && || |, then/do), not quoted in a changelog: "after `history -c' or"
+        $h1 = /(^|[\n;&|(]|\bthen\s|\bdo\s)[ \t]*history\s+-c\b/
         $h2 = /\bHISTFILE=\/dev\/null\b/
         $h3 = /\bchattr\s+\+i\s+\S*\.bash_history\b/
         $h4 = /\brm\s+-(r?f|fr?)\s+\S*\.bash_history\b/
