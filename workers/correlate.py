@@ -70,6 +70,13 @@ HIDDEN_EXECUTABLE = _rule(
     category="defense-evasion",
     attack="T1564.001",
 )
+RENAMED_MINER = _rule(
+    "context.renamed-miner",
+    "A miner binary under a name that is not a miner's own, so that process lists do not give it away",
+    grade="high/high",
+    category="defense-evasion",
+    attack="T1036.005",
+)
 MINER_COMBINED = _rule(
     "context.miner-evidence-combined",
     "Mining pool or wallet evidence in the same image as a miner binary or miner configuration",
@@ -79,6 +86,7 @@ MINER_COMBINED = _rule(
 )
 DERIVED_RULES: tuple[DerivedRule, ...] = (
     MASQUERADE,
+    RENAMED_MINER,
     MODIFIED_PACKAGE_FILE,
     UNOWNED_SYSTEM_BINARY,
     HIDDEN_EXECUTABLE,
@@ -129,6 +137,11 @@ SYSTEM_NAMES = frozenset(
     }
 )
 SYSTEM_NAME_PREFIXES = ("kworker", "ksoftirqd", "migration", "systemd-")
+# Names under which miners are published: a binary called so hides nothing.
+MINER_NAME_PARTS = ("xmrig", "xmr-stak", "xmrstak", "miner", "cpuminer", "ethminer", "t-rex", "srbminer", "dero")
+# Words by which an image discloses that it mines (repository name, title/description labels).
+DISCLOSURE_WORDS = ("xmrig", "miner", "mining", "monero", "xmr", "crypto")
+DISCLOSURE_LABELS = ("org.opencontainers.image.title", "org.opencontainers.image.description", "description")
 SYSTEM_BIN_DIRS = ("usr/bin/", "usr/sbin/", "bin/", "sbin/", "usr/local/sbin/")
 TEMP_DIRS = ("tmp/", "var/tmp/", "dev/shm/", "run/")
 # Dot-directories where ordinary tools keep native code (pip, cargo, npm caches …): not hiding places.
@@ -136,7 +149,9 @@ TOOL_DOT_DIRS = frozenset({".cache", ".local", ".npm", ".cargo", ".rustup", ".m2
 MINER_EVIDENCE_RULES = frozenset(
     {"miner.stratum-url", "miner.pool-domain", "miner.monero-wallet", "config.miner-in-env"}
 )
-MINER_ARTIFACT_RULES = frozenset({"miner.xmrig-binary", "miner.xmrig-config", MASQUERADE.id})
+MINER_ARTIFACT_RULES = frozenset(
+    {"miner.xmrig-binary", "miner.xmrig-config", "miner.dero-miner", MASQUERADE.id, RENAMED_MINER.id}
+)
 # Categories whose presence means a miner image is more than an open (if unwanted) miner.
 HOSTILE_CATEGORIES = frozenset(
     {
@@ -276,6 +291,11 @@ def _is_system_name(path: str) -> bool:
     return name in SYSTEM_NAMES or name.startswith(SYSTEM_NAME_PREFIXES)
 
 
+def _is_miner_name(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1].lower()
+    return any(part in name for part in MINER_NAME_PARTS)
+
+
 def _hidden_or_temp(path: str) -> bool:
     if path.startswith(TEMP_DIRS):
         return True
@@ -293,17 +313,14 @@ def _file_findings(view: ImageView, packages: PackageIndex, weighed: Sequence[Fi
         layer = by_digest[finding.layer]
         path = finding.path.lstrip("/")
         facts = view.facts(layer.index, path)
-        if facts is not None and facts.kind == "elf" and _is_system_name(path):
-            out.append(
-                _derived(
-                    MASQUERADE,
-                    f"/{path} is named like a system program but matches {finding.rule}",
-                    layer=layer.digest,
-                    step=layer.step,
-                    path=finding.path,
-                    in_final_fs=finding.in_final_fs,
-                )
-            )
+        if facts is None or facts.kind != "elf" or finding.severity is Severity.INFO:
+            continue
+        where = {"layer": layer.digest, "step": layer.step, "path": finding.path, "in_final_fs": finding.in_final_fs}
+        if _is_system_name(path):
+            message = f"/{path} is named like a system program but matches {finding.rule}"
+            out.append(_derived(MASQUERADE, message, **where))
+        elif not _is_miner_name(path):
+            out.append(_derived(RENAMED_MINER, f"/{path} matches {finding.rule}", **where))
     unowned: list[str] = []
     for node in view.fs:
         if node.kind is not EntryKind.FILE:
@@ -352,12 +369,25 @@ def _combined_miner(findings: Sequence[Finding]) -> list[Finding]:
     ]
 
 
-def open_miner_as_pua(findings: Sequence[Finding]) -> list[Finding]:
-    """A miner with no backdoor, persistence, escape, spreading, theft or evasion is unwanted, not malware."""
+def discloses_mining(repository: str, config: ImageConfig) -> bool:
+    """Does the image say what it is: a miner's name in the repository, or in its title/description labels?"""
+    texts = [repository.lower(), *(str(config.labels.get(k, "")).lower() for k in DISCLOSURE_LABELS)]
+    return any(word in text for text in texts for word in DISCLOSURE_WORDS)
+
+
+def open_miner_as_pua(
+    findings: Sequence[Finding], *, disclosed: bool, image_findings: Sequence[Finding] = ()
+) -> list[Finding]:
+    """An open miner is unwanted software (``pua``), not malware; anything covert about it makes it a miner.
+
+    Open means: the image discloses that it mines (name or labels), the miner runs under its own name, and
+    nothing in the image is hostile — no backdoor, persistence, host escape, spreading, credential theft or
+    evasion, and no repository name imitating a well-known image (``vibersastra/ubuntu``).
+    """
     active = [f for f in findings if _active(f)]
-    if not any(f.category is Category.MINER for f in active):
+    if not disclosed or not any(f.category is Category.MINER for f in active):
         return list(findings)
-    if any(f.category in HOSTILE_CATEGORIES for f in active):
+    if any(f.category in HOSTILE_CATEGORIES for f in active) or any(not f.waived for f in image_findings):
         return list(findings)
     prefix = "open miner (no backdoor, persistence or evasion found): "
     return [
@@ -370,8 +400,15 @@ def correlate(
     view: ImageView,
     config_findings: Sequence[Finding],
     rules: Mapping[str, RuleMeta],
+    *,
+    repository: str = "",
+    image_findings: Sequence[Finding] = (),
 ) -> list[Finding]:
-    """Every finding of one platform image: weighed hits, config findings and the combined signals."""
+    """Every finding of one platform image: weighed hits, config findings and the combined signals.
+
+    ``image_findings`` are about the image as a whole (its repository name); they inform the open-miner
+    decision and are reported once by the caller, not per platform.
+    """
     packages = view.package_index()
 
     def refs_of(path: str) -> tuple[str, ...] | None:
@@ -391,4 +428,5 @@ def correlate(
     findings = [*weighed, *config_findings]
     findings += _file_findings(view, packages, weighed)
     findings += _combined_miner(findings)
-    return open_miner_as_pua(findings)
+    disclosed = discloses_mining(repository, view.config)
+    return open_miner_as_pua(findings, disclosed=disclosed, image_findings=image_findings)

@@ -172,11 +172,15 @@ class Vetter:
         self.progress = progress or (lambda _stage: None)
         self.layer_cache = layer_cache
         self.cache_hits = 0  # layers whose scan came from the cache (for logs and benchmarks)
+        self._image_findings: tuple[Finding, ...] = ()
 
     # 1. resolve
     def vet(self, source: ImageSource, reference: str) -> ScanReport:
         """Vet the image ``reference`` (tag or digest) of ``source`` and return the full report."""
         self.progress("resolve")
+        # About the repository, not a platform: computed once, reported once, and known to correlation.
+        names = self.scanners.names
+        self._image_findings = tuple(names.scan_repository(source.repository)) if names is not None else ()
         fetched = source.get_manifest(reference)
         parsed = parse_manifest(fetched.media_type, fetched.raw)
         scans: list[_PlatformScan] = []
@@ -195,9 +199,7 @@ class Vetter:
 
         # 5. decide
         self.progress("decide")
-        findings = tuple(f for scan in scans for f in scan.findings)
-        if self.scanners.names is not None:
-            findings += tuple(self.scanners.names.scan_repository(source.repository))
+        findings = tuple(f for scan in scans for f in scan.findings) + self._image_findings
         errors = tuple(e for scan in scans for e in scan.errors)
         decision = decide(findings, source.repository, self.policy)
         return ScanReport(
@@ -293,7 +295,15 @@ class Vetter:
         config_findings = [f for cs in self.scanners.config_scanners for f in cs.scan_config(context)]
         self.progress("correlate")
         view = ImageView(layers=layers, scans=scans, fs=fs, config=config)
-        scan.findings.extend(correlate(view, config_findings, self.scanners.rules))
+        scan.findings.extend(
+            correlate(
+                view,
+                config_findings,
+                self.scanners.rules,
+                repository=source.repository,
+                image_findings=self._image_findings,
+            )
+        )
         scan.findings = [replace(f, platform=platform) for f in scan.findings]
 
         report = PlatformReport(

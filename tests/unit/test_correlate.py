@@ -188,11 +188,27 @@ def test_miner_named_like_a_system_program(tmp_path: Path, rules_dir: Path) -> N
 
 
 def test_open_miner_is_pua(tmp_path: Path, rules_dir: Path) -> None:
+    # The layout directory names the repository (local/xmrig-image): the image says what it is.
     layer = tar_layer({"opt/xmrig/xmrig": FileSpec.file(FAKE_ELF + MINER_MARK, 0o755)})
-    report = _vet(tmp_path, [layer], rules_dir, {"config": {"Entrypoint": ["/opt/xmrig/xmrig"]}})
+    config = {"config": {"Entrypoint": ["/opt/xmrig/xmrig"]}}
+    report = _vet(tmp_path / "xmrig-image", [layer], rules_dir, config)
     (miner,) = _by_rule(report, "test.miner-binary")
     assert miner.category is Category.PUA
     assert miner.message.startswith("open miner")
+
+
+def test_undisclosed_or_renamed_miner_is_not_pua(tmp_path: Path, rules_dir: Path) -> None:
+    config = {"config": {"Entrypoint": ["/opt/xmrig/xmrig"]}}
+    plain = tar_layer({"opt/xmrig/xmrig": FileSpec.file(FAKE_ELF + MINER_MARK, 0o755)})
+    report = _vet(tmp_path / "webapp", [plain], rules_dir, config)
+    assert {f.category for f in _by_rule(report, "test.miner-binary")} == {Category.MINER}
+
+    renamed = tar_layer({"opt/jdk/bin/jexec": FileSpec.file(FAKE_ELF + MINER_MARK, 0o755)})
+    report = _vet(tmp_path / "xmrig-renamed", [renamed], rules_dir, {"config": {"Cmd": ["/opt/jdk/bin/jexec"]}})
+    (renamed_finding,) = _by_rule(report, "context.renamed-miner")
+    assert renamed_finding.path == "/opt/jdk/bin/jexec"
+    assert {f.category for f in _by_rule(report, "test.miner-binary")} == {Category.MINER}
+    assert report.verdict is Verdict.MALICIOUS
 
 
 def test_miner_with_persistence_stays_a_miner(tmp_path: Path, rules_dir: Path) -> None:
@@ -202,7 +218,7 @@ def test_miner_with_persistence_stays_a_miner(tmp_path: Path, rules_dir: Path) -
             "etc/cron.d/m": b"* * * * * root " + FILE_MARK + b"\n",
         }
     )
-    report = _vet(tmp_path, [layer], rules_dir)
+    report = _vet(tmp_path / "xmrig-image", [layer], rules_dir)
     assert {f.category for f in _by_rule(report, "test.miner-binary")} == {Category.MINER}
 
 
