@@ -21,6 +21,8 @@ def render_rules_md(ruleset: Ruleset) -> str:
         "Scope `exec`: a script idiom, weighed by whether something runs the file (entrypoint, cron, unit, profile);",
         "`file`: an artifact whose presence is the signal; `config`: a heuristic over the image config, which runs.",
         "Kind `ioc`: an indicator list (`rules/iocs/`), compiled into one YARA rule per list.",
+        "Kind `context`: a finding `workers/correlate.py` derives from the whole image (`rules/context/`);",
+        "scope `image`: it looks across layers, the merged filesystem, the package database and the config.",
         "",
         "| id | kind | scope | severity | confidence | category | ATT&CK | what it finds |",
         "|---|---|---|---|---|---|---|---|",
@@ -41,7 +43,7 @@ def render_rules_md(ruleset: Ruleset) -> str:
             notes.append(f"{counts[meta.id]} indicators")
         description = (meta.description + (f" ({'; '.join(notes)})" if notes else "")).replace("|", "\\|")
         # heuristics look at the entrypoint and history, which run by definition: file scope does not apply
-        scope = "config" if meta.kind == "heuristic" else meta.scope.value
+        scope = {"heuristic": "config", "context": "image"}.get(meta.kind, meta.scope.value)
         lines.append(
             f"| `{meta.id}` | {meta.kind} | {scope} | {meta.severity.value} | {meta.confidence.value} | "
             f"{meta.category.value} | {meta.attack or ''} | {description} |"

@@ -49,7 +49,7 @@ RULE_SUFFIXES = (".yar", ".yara", ".yaml", ".yml")
 
 def _rule_files(rules_dir: Path, extra: Sequence[Path]) -> list[tuple[str, Path]]:
     files: list[tuple[str, Path]] = []
-    for sub in ("yara", "heuristics", "iocs"):
+    for sub in ("yara", "heuristics", "iocs", "context"):
         base = rules_dir / sub
         if base.is_dir():
             files += [(f"{sub}/{p.name}", p) for p in sorted(base.iterdir()) if p.suffix in RULE_SUFFIXES]
@@ -130,6 +130,7 @@ class Ruleset:
     yara_ids: Mapping[str, str] = field(default_factory=dict)  # YARA identifier → rule id
     iocs: tuple[IocList, ...] = ()
     ioc_hashes: Mapping[str, str] = field(default_factory=dict)  # lowercase sha256 hex → IOC list id
+    context: tuple[ContextRule, ...] = ()  # image-level findings of workers/correlate.py
 
 
 @dataclass(frozen=True)
@@ -377,6 +378,68 @@ def _load_heuristic(path: Path) -> HeuristicRule:
     )
 
 
+CONTEXT_KEYS_REQUIRED = frozenset({"id", "description", "severity", "confidence", "category", "attack", "samples"})
+CONTEXT_KEYS_OPTIONAL = frozenset({"references"})
+# One sample image: layers (each a mapping of path → file), config fragment, repository name.
+CONTEXT_SAMPLE_KEYS = frozenset({"layers", "config", "repository", "why"})
+CONTEXT_FILE_KEYS = frozenset({"text", "elf", "mode", "symlink"})
+
+
+@dataclass(frozen=True)
+class ContextRule:
+    """Metadata of a finding the correlation stage derives from the whole image (workers/correlate.py).
+
+    The logic is code; what it reports (severity, confidence, category, technique) is data, and so are its
+    samples: small images, built by the rule harness, that must and must not produce the finding.
+    """
+
+    meta: RuleMeta
+    samples_match: tuple[Mapping[str, Any], ...]
+    samples_benign: tuple[Mapping[str, Any], ...]
+
+
+def _check_context_sample(sample: Any, where: str) -> None:
+    if not isinstance(sample, dict) or set(sample) - CONTEXT_SAMPLE_KEYS or "layers" not in sample:
+        raise RuleLoadError(f"{where}: a sample is a mapping with 'layers' (and optional config, repository, why)")
+    layers = sample["layers"]
+    if not isinstance(layers, list) or not layers or not all(isinstance(layer, dict) for layer in layers):
+        raise RuleLoadError(f"{where}: sample 'layers' must be a non-empty list of path → file mappings")
+    for layer in layers:
+        for path, spec in layer.items():
+            if not isinstance(path, str) or not path or path.startswith("/") or ".." in path.split("/"):
+                raise RuleLoadError(f"{where}: sample path {path!r} must be relative without '..'")
+            if isinstance(spec, str):
+                continue
+            if not isinstance(spec, dict) or set(spec) - CONTEXT_FILE_KEYS or not spec:
+                raise RuleLoadError(
+                    f"{where}: sample file {path!r} must be text or a mapping of {sorted(CONTEXT_FILE_KEYS)}"
+                )
+    if not isinstance(sample.get("config", {}), dict) or not isinstance(sample.get("repository", ""), str):
+        raise RuleLoadError(f"{where}: sample 'config' must be a mapping and 'repository' a string")
+
+
+def _load_context_rule(path: Path) -> ContextRule:
+    where = str(path)
+    data = _yaml_file(path, "a context rule")
+    unknown = set(data) - CONTEXT_KEYS_REQUIRED - CONTEXT_KEYS_OPTIONAL
+    missing = CONTEXT_KEYS_REQUIRED - set(data)
+    if unknown:
+        raise RuleLoadError(f"{where}: unknown keys {sorted(unknown)}")
+    if missing:
+        raise RuleLoadError(f"{where}: missing keys {sorted(missing)}")
+    meta = _meta(data, where, "context", path)
+    samples = data["samples"]
+    if not isinstance(samples, dict) or set(samples) != {"match", "benign"}:
+        raise RuleLoadError(f"{where}: samples must have exactly 'match' and 'benign' lists")
+    for kind in ("match", "benign"):
+        items = samples[kind]
+        if not isinstance(items, list) or not items:
+            raise RuleLoadError(f"{where}: samples.{kind} must be a non-empty list of sample images")
+        for item in items:
+            _check_context_sample(item, where)
+    return ContextRule(meta=meta, samples_match=tuple(samples["match"]), samples_benign=tuple(samples["benign"]))
+
+
 def _yaml_file(path: Path, what: str) -> dict[str, Any]:
     where = str(path)
     try:
@@ -508,6 +571,14 @@ def load_ruleset(rules_dir: Path, extra: Sequence[Path] = ()) -> Ruleset:
             raise RuleLoadError(f"{path}: duplicate rule id {rule.meta.id!r}")
         metas[rule.meta.id] = rule.meta
         heuristics.append(rule)
+    context: list[ContextRule] = []
+    folder = rules_dir / "context"
+    for path in sorted(folder.glob("*.y*ml")) if folder.is_dir() else []:
+        rule_ctx = _load_context_rule(path)
+        if rule_ctx.meta.id in metas:
+            raise RuleLoadError(f"{path}: duplicate rule id {rule_ctx.meta.id!r}")
+        metas[rule_ctx.meta.id] = rule_ctx.meta
+        context.append(rule_ctx)
     return Ruleset(
         version=version,
         rules=metas,
@@ -516,4 +587,5 @@ def load_ruleset(rules_dir: Path, extra: Sequence[Path] = ()) -> Ruleset:
         yara_ids=ids,
         iocs=tuple(iocs),
         ioc_hashes=hashes,
+        context=tuple(context),
     )

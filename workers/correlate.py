@@ -13,78 +13,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from rules.loader import RuleMeta, RuleScope
 from workers.context import ExecutionContext, autostart_kind, execution_context, is_documentation
-from workers.domain import Category, Confidence, Finding, LayerInfo, Severity, clip_evidence
+from workers.domain import Category, Finding, LayerInfo, Severity, clip_evidence
 from workers.layerfs import MergedFilesystem
 from workers.layerscan import FileFacts, LayerScan
 from workers.oci import ImageConfig
 from workers.packagedb import Ownership, PackageDbFile, PackageIndex
 from workers.unpack import EntryKind
 
-
-@dataclass(frozen=True)
-class DerivedRule:
-    """Metadata of a finding this stage produces itself (listed in RULES.md beside the data rules)."""
-
-    id: str
-    description: str
-    severity: Severity
-    confidence: Confidence
-    category: Category
-    attack: str
-
-
-def _rule(rule_id: str, description: str, *, grade: str, category: str, attack: str) -> DerivedRule:
-    """``grade`` is "severity/confidence", e.g. "critical/high"."""
-    severity, _, confidence = grade.partition("/")
-    return DerivedRule(rule_id, description, Severity(severity), Confidence(confidence), Category(category), attack)
-
-
-MASQUERADE = _rule(
-    "context.masquerading-miner",
-    "A binary named like a system program (nginx, cron, dockerd, kworker …) carries a miner's strings",
-    grade="critical/high",
-    category="defense-evasion",
-    attack="T1036.005",
-)
-MODIFIED_PACKAGE_FILE = _rule(
-    "context.modified-package-file",
-    "An executable that a package owns no longer matches the package database checksum",
-    grade="high/medium",
-    category="defense-evasion",
-    attack="T1554",
-)
-UNOWNED_SYSTEM_BINARY = _rule(
-    "context.unowned-system-binary",
-    "An executable in a system binary directory that no package owns (informational on its own)",
-    grade="low/low",
-    category="defense-evasion",
-    attack="T1036.005",
-)
-HIDDEN_EXECUTABLE = _rule(
-    "context.hidden-executable",
-    "An ELF executable in a temporary or hidden directory (/tmp, /var/tmp, /dev/shm, a dot-directory)",
-    grade="medium/medium",
-    category="defense-evasion",
-    attack="T1564.001",
-)
-RENAMED_MINER = _rule(
-    "context.renamed-miner",
-    "A miner binary under a name that is not a miner's own, so that process lists do not give it away",
-    grade="high/high",
-    category="defense-evasion",
-    attack="T1036.005",
-)
-MINER_COMBINED = _rule(
-    "context.miner-evidence-combined",
-    "Mining pool or wallet evidence in the same image as a miner binary or miner configuration",
-    grade="critical/high",
-    category="miner",
-    attack="T1496",
-)
-DERIVED_RULES: tuple[DerivedRule, ...] = (
+# Findings this stage derives from the whole image. The logic is here; their metadata and samples are data
+# (rules/context/<id>.yaml): a rule an operator removes from the ruleset is simply not reported.
+MASQUERADE = "context.masquerading-miner"
+RENAMED_MINER = "context.renamed-miner"
+MODIFIED_PACKAGE_FILE = "context.modified-package-file"
+UNOWNED_SYSTEM_BINARY = "context.unowned-system-binary"
+HIDDEN_EXECUTABLE = "context.hidden-executable"
+MINER_COMBINED = "context.miner-evidence-combined"
+DERIVED_RULES = (
     MASQUERADE,
     RENAMED_MINER,
     MODIFIED_PACKAGE_FILE,
@@ -150,7 +98,7 @@ MINER_EVIDENCE_RULES = frozenset(
     {"miner.stratum-url", "miner.pool-domain", "miner.monero-wallet", "config.miner-in-env"}
 )
 MINER_ARTIFACT_RULES = frozenset(
-    {"miner.xmrig-binary", "miner.xmrig-config", "miner.dero-miner", MASQUERADE.id, RENAMED_MINER.id}
+    {"miner.xmrig-binary", "miner.xmrig-config", "miner.dero-miner", MASQUERADE, RENAMED_MINER}
 )
 # Categories whose presence means a miner image is more than an open (if unwanted) miner.
 HOSTILE_CATEGORIES = frozenset(
@@ -273,17 +221,28 @@ def weigh_hit(
     )
 
 
-def _derived(rule: DerivedRule, message: str, **where: object) -> Finding:
-    return Finding(
-        rule=rule.id,
-        severity=rule.severity,
-        category=rule.category,
-        confidence=rule.confidence,
-        attack=rule.attack,
-        message=f"{rule.description}: {message}",
-        evidence=clip_evidence(message),
-        **where,  # type: ignore[arg-type]
-    )
+class _Deriver:
+    """Makes derived findings from the ruleset's context-rule metadata."""
+
+    def __init__(self, rules: Mapping[str, RuleMeta]) -> None:
+        self.rules = rules
+
+    def __call__(self, rule_id: str, message: str, **where: Any) -> list[Finding]:
+        meta = self.rules.get(rule_id)
+        if meta is None:
+            return []
+        return [
+            Finding(
+                rule=meta.id,
+                severity=meta.severity,
+                category=meta.category,
+                confidence=meta.confidence,
+                attack=meta.attack,
+                message=f"{meta.description}: {message}",
+                evidence=clip_evidence(message),
+                **where,
+            )
+        ]
 
 
 def _is_system_name(path: str) -> bool:
@@ -303,7 +262,9 @@ def _hidden_or_temp(path: str) -> bool:
     return any(p.startswith(".") and p not in TOOL_DOT_DIRS for p in parts)
 
 
-def _file_findings(view: ImageView, packages: PackageIndex, weighed: Sequence[Finding]) -> list[Finding]:
+def _file_findings(
+    view: ImageView, packages: PackageIndex, weighed: Sequence[Finding], derive: _Deriver
+) -> list[Finding]:
     """Findings about files that only the merged view shows (masquerading, modified, unowned, hidden)."""
     out: list[Finding] = []
     by_digest = {layer.digest: layer for layer in view.layers}
@@ -318,9 +279,9 @@ def _file_findings(view: ImageView, packages: PackageIndex, weighed: Sequence[Fi
         where = {"layer": layer.digest, "step": layer.step, "path": finding.path, "in_final_fs": finding.in_final_fs}
         if _is_system_name(path):
             message = f"/{path} is named like a system program but matches {finding.rule}"
-            out.append(_derived(MASQUERADE, message, **where))
+            out += derive(MASQUERADE, message, **where)
         elif not _is_miner_name(path):
-            out.append(_derived(RENAMED_MINER, f"/{path} matches {finding.rule}", **where))
+            out += derive(RENAMED_MINER, f"/{path} matches {finding.rule}", **where)
     unowned: list[str] = []
     for node in view.fs:
         if node.kind is not EntryKind.FILE:
@@ -332,21 +293,21 @@ def _file_findings(view: ImageView, packages: PackageIndex, weighed: Sequence[Fi
         where = {"layer": layer.digest, "step": layer.step, "path": "/" + node.path, "in_final_fs": True}
         ownership, package = packages.check(node.path, facts.md5)
         if ownership == Ownership.MODIFIED:
-            out.append(_derived(MODIFIED_PACKAGE_FILE, f"/{node.path} of package {package}", **where))
+            out += derive(MODIFIED_PACKAGE_FILE, f"/{node.path} of package {package}", **where)
         elif facts.kind == "elf" and _hidden_or_temp(node.path) and ".so" not in node.path.rsplit("/", 1)[-1]:
             if ownership not in (Ownership.VERIFIED, Ownership.OWNED):
-                out.append(_derived(HIDDEN_EXECUTABLE, f"/{node.path}", **where))
+                out += derive(HIDDEN_EXECUTABLE, f"/{node.path}", **where)
         elif ownership == Ownership.UNOWNED and node.path.startswith(SYSTEM_BIN_DIRS):
             unowned.append(node.path)
             if len(unowned) <= MAX_UNOWNED_LISTED:
-                out.append(_derived(UNOWNED_SYSTEM_BINARY, f"/{node.path}", **where))
+                out += derive(UNOWNED_SYSTEM_BINARY, f"/{node.path}", **where)
     if len(unowned) > MAX_UNOWNED_LISTED:
         more = len(unowned) - MAX_UNOWNED_LISTED
-        out.append(_derived(UNOWNED_SYSTEM_BINARY, f"and {more} more, e.g. /{unowned[MAX_UNOWNED_LISTED]}"))
+        out += derive(UNOWNED_SYSTEM_BINARY, f"and {more} more, e.g. /{unowned[MAX_UNOWNED_LISTED]}")
     return out
 
 
-def _combined_miner(findings: Sequence[Finding]) -> list[Finding]:
+def _combined_miner(findings: Sequence[Finding], derive: _Deriver) -> list[Finding]:
     """Pool or wallet evidence next to a miner binary or config: the co-occurrence the issue asks for."""
     counted = [f for f in findings if not f.waived and f.severity is not Severity.INFO]
     evidence = [f for f in counted if f.rule in MINER_EVIDENCE_RULES]
@@ -357,16 +318,14 @@ def _combined_miner(findings: Sequence[Finding]) -> list[Finding]:
     where_art = first_art.path or "the image config"
     where_ev = first_ev.path or "the image config"
     message = f"{first_art.rule} at {where_art} with {first_ev.rule} at {where_ev}"
-    return [
-        _derived(
-            MINER_COMBINED,
-            message,
-            layer=first_art.layer,
-            step=first_art.step,
-            path=first_art.path,
-            in_final_fs=first_art.in_final_fs,
-        )
-    ]
+    return derive(
+        MINER_COMBINED,
+        message,
+        layer=first_art.layer,
+        step=first_art.step,
+        path=first_art.path,
+        in_final_fs=first_art.in_final_fs,
+    )
 
 
 def discloses_mining(repository: str, config: ImageConfig) -> bool:
@@ -426,7 +385,8 @@ def correlate(
         for hit in scan.hits
     ]
     findings = [*weighed, *config_findings]
-    findings += _file_findings(view, packages, weighed)
-    findings += _combined_miner(findings)
+    derive = _Deriver(rules)
+    findings += _file_findings(view, packages, weighed, derive)
+    findings += _combined_miner(findings, derive)
     disclosed = discloses_mining(repository, view.config)
     return open_miner_as_pua(findings, disclosed=disclosed, image_findings=image_findings)

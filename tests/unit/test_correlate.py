@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,15 @@ def _yara(rule_id: str, marker: bytes, *, scope: str, category: str, elf: bool =
 
 @pytest.fixture(scope="module")
 def rules_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny ruleset: one exec-scoped idiom, one file-scoped artifact, one miner binary rule."""
+    """A tiny ruleset: one exec-scoped idiom, one file-scoped artifact, one miner binary rule, the context rules."""
     root = tmp_path_factory.mktemp("rules")
     specs = [
         ("test.exec-idiom", EXEC_MARK, "exec", "backdoor", False),
         ("test.file-artifact", FILE_MARK, "file", "backdoor", False),
         ("test.miner-binary", MINER_MARK, "file", "miner", True),
     ]
+    # The image-level rules come from the shipped ruleset: their metadata is data.
+    shutil.copytree(PROJECT_ROOT / "rules" / "context", root / "context")
     (root / "yara").mkdir()
     for rule_id, marker, scope, category, elf in specs:
         (root / "yara" / f"{rule_id}.yar").write_text(_yara(rule_id, marker, scope=scope, category=category, elf=elf))

@@ -224,3 +224,58 @@ def test_version_changes_with_any_rule_byte(tmp_path: Path) -> None:
 
 def test_shipped_rules_version_is_stamped() -> None:
     assert load_ruleset(PROJECT_ROOT / "rules").version == ruleset_version(PROJECT_ROOT / "rules")
+
+
+GOOD_CONTEXT = """id: context.demo
+description: test context rule
+severity: medium
+confidence: medium
+category: defense-evasion
+attack: T1036.005
+samples:
+  match:
+    - layers: [{tmp/x: {elf: "x", mode: 0o755}}]
+  benign:
+    - layers: [{usr/bin/x: "text"}]
+      config: {Cmd: ["/usr/bin/x"]}
+      repository: demo/app
+"""
+
+
+def _context_tree(tmp_path: Path, text: str) -> Path:
+    root = _tree(tmp_path)
+    (root / "context").mkdir()
+    (root / "context" / "context.demo.yaml").write_text(text)
+    return root
+
+
+def test_good_context_rule_loads(tmp_path: Path) -> None:
+    ruleset = load_ruleset(_context_tree(tmp_path, GOOD_CONTEXT))
+    (rule,) = ruleset.context
+    assert rule.meta.kind == "context" and ruleset.rules["context.demo"] is rule.meta
+    assert rule.samples_benign[0]["repository"] == "demo/app"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (GOOD_CONTEXT + "when: {}\n", "unknown keys"),
+        (GOOD_CONTEXT.replace("severity: medium\n", ""), "missing keys"),
+        (GOOD_CONTEXT.replace("    - layers: [{tmp/x", "    - files: [{tmp/x"), "a sample is a mapping"),
+        (GOOD_CONTEXT.replace("{tmp/x:", "{/tmp/x:"), "must be relative"),
+        (GOOD_CONTEXT.replace("{tmp/x:", "{a/../../x:"), "must be relative"),
+        (GOOD_CONTEXT.replace('{elf: "x", mode: 0o755}', "{exe: x}"), "must be text or a mapping"),
+        (GOOD_CONTEXT.replace("  benign:\n", "  benign: []\n  other:\n"), "samples must have exactly"),
+        (GOOD_CONTEXT.replace("category: defense-evasion", "category: spooky"), "category"),
+    ],
+)
+def test_bad_context_rule_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(RuleLoadError, match=message):
+        load_ruleset(_context_tree(tmp_path, text))
+
+
+def test_version_covers_context_rules(tmp_path: Path) -> None:
+    root = _context_tree(tmp_path, GOOD_CONTEXT)
+    before = ruleset_version(root)
+    (root / "context" / "context.demo.yaml").write_text(GOOD_CONTEXT.replace("medium", "high", 1))
+    assert ruleset_version(root) != before

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from rules.loader import Ruleset, load_ruleset
+from tests.support.oci import FileSpec, tar_layer, write_image_layout
+from tests.support.threats import NamedLayoutSource
 from workers.domain import Confidence, Finding, sha256_digest
+from workers.pipeline import Vetter, load_scanners
 from workers.scanners.base import FileContext
 from workers.scanners.heuristics import evaluate, fields_from_fragment
 from workers.scanners.yara_scanner import YaraScanner
@@ -148,3 +154,56 @@ def test_rules_md_is_up_to_date() -> None:
     from rules.docs import RULES_MD, render_rules_md
 
     assert RULES_MD.read_text(encoding="utf-8") == render_rules_md(RULESET), "run: python -m rules.docs"
+
+
+FAKE_ELF_HEADER = b"\x7fELF\x02\x01\x01" + b"\0" * 57
+
+
+def _sample_bytes(spec: object, layer: Mapping[str, object]) -> bytes:
+    """A context-rule sample file's bytes: text or {elf|text}; 'md5-of:<path>' becomes that file's md5."""
+    if isinstance(spec, str):
+        spec = {"text": spec}
+    assert isinstance(spec, dict)
+    data = FAKE_ELF_HEADER + str(spec["elf"]).encode() if "elf" in spec else str(spec.get("text", "")).encode()
+
+    def md5_of(match: re.Match[bytes]) -> bytes:
+        return hashlib.md5(_sample_bytes(layer[match.group(1).decode()], layer)).hexdigest().encode()
+
+    return re.sub(rb"md5-of:(\S+)", md5_of, data)
+
+
+def _sample_file(spec: object, layer: Mapping[str, object]) -> bytes | FileSpec:
+    if isinstance(spec, dict) and "symlink" in spec:
+        return FileSpec.symlink(str(spec["symlink"]))
+    mode = int(str(spec["mode"]), 0) if isinstance(spec, dict) and "mode" in spec else 0o644
+    return FileSpec.file(_sample_bytes(spec, layer), mode)
+
+
+def _vet_sample(tmp_path: Path, sample: dict[str, object]) -> set[str]:
+    """Build a context-rule sample image and return the rule ids of its findings."""
+    layers = []
+    for layer in sample["layers"]:  # type: ignore[attr-defined]
+        files = {path: _sample_file(spec, layer) for path, spec in layer.items()}
+        layers.append(tar_layer(files))
+    repository = str(sample.get("repository") or "samples/image")
+    directory = tmp_path / repository.replace("/", "-")
+    write_image_layout(directory, layers, config={"config": sample.get("config") or {}})
+    source = NamedLayoutSource(directory, repository, "latest")
+    report = Vetter(load_scanners(RULES_DIR)).vet(source, "latest")
+    return {f.rule for f in report.findings}
+
+
+@pytest.mark.parametrize("rule_id", sorted(r.meta.id for r in RULESET.context))
+def test_context_rule_samples(rule_id: str, tmp_path: Path) -> None:
+    rule = next(r for r in RULESET.context if r.meta.id == rule_id)
+    for index, sample in enumerate(rule.samples_match):
+        assert rule_id in _vet_sample(tmp_path / f"m{index}", dict(sample)), f"{rule_id} missed {sample.get('why')}"
+    for index, sample in enumerate(rule.samples_benign):
+        hits = _vet_sample(tmp_path / f"b{index}", dict(sample))
+        assert rule_id not in hits, f"{rule_id} fired on benign {sample.get('why')}"
+
+
+def test_every_derived_finding_has_its_rule() -> None:
+    from workers.correlate import DERIVED_RULES
+
+    assert set(DERIVED_RULES) == {r.meta.id for r in RULESET.context}
