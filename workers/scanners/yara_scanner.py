@@ -10,7 +10,7 @@ from typing import Any
 
 from rules.loader import RuleMeta, Ruleset
 from workers.domain import Confidence, Finding, clip_evidence
-from workers.scanners.base import FileContext
+from workers.scanners.base import ConfigContext, FileContext
 from workers.scanners.wallets import monero_checksum_valid
 
 EVIDENCE_CONTEXT = 60  # bytes shown on each side of the first match
@@ -104,3 +104,41 @@ def _excerpt(content: bytes, match: Any) -> str:
         for hit in pattern.matches:
             return _window(content, hit.offset, hit.length)
     return clip_evidence(content[:120])
+
+
+class ConfigIndicatorScanner:
+    """IOC lists over the image config: a known C2 address in the CMD is as telling as one in a file."""
+
+    name = "config-indicators"
+
+    def __init__(self, ruleset: Ruleset) -> None:
+        import yara_x
+
+        self._ruleset = ruleset
+        self._scanner: Any = yara_x.Scanner(ruleset.yara)
+
+    def scan_config(self, ctx: ConfigContext) -> list[Finding]:
+        """One finding per IOC list whose indicator appears in the command, environment or a build step."""
+        config = ctx.config
+        parts: list[tuple[str, str | None]] = [(" ".join([*config.entrypoint, *config.cmd]), None)]
+        parts += [(env, None) for env in config.env]
+        parts += [(h.created_by, h.created_by) for h in config.history if h.created_by]
+        findings: dict[str, Finding] = {}
+        for text, step in parts:
+            data = text.encode("utf-8", errors="replace")
+            for match in self._scanner.scan(data).matching_rules:
+                rule_id = self._ruleset.yara_ids.get(f"{match.namespace}:{match.identifier}")
+                meta = self._ruleset.rules.get(rule_id) if rule_id else None
+                if meta is None or meta.kind != "ioc" or meta.id in findings:
+                    continue
+                findings[meta.id] = Finding(
+                    rule=meta.id,
+                    severity=meta.severity,
+                    category=meta.category,
+                    confidence=meta.confidence,
+                    attack=meta.attack,
+                    message=f"{meta.description} (in the image config)",
+                    step=step,
+                    evidence=_excerpt(data, match),
+                )
+        return list(findings.values())
