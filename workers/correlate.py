@@ -22,6 +22,7 @@ from workers.layerfs import MergedFilesystem
 from workers.layerscan import FileFacts, LayerScan
 from workers.oci import ImageConfig
 from workers.packagedb import Ownership, PackageDbFile, PackageIndex
+from workers.scanners.base import finding_for
 from workers.unpack import EntryKind
 
 # Findings this stage derives from the whole image. The logic is here; their metadata and samples are data
@@ -231,18 +232,7 @@ class _Deriver:
         meta = self.rules.get(rule_id)
         if meta is None:
             return []
-        return [
-            Finding(
-                rule=meta.id,
-                severity=meta.severity,
-                category=meta.category,
-                confidence=meta.confidence,
-                attack=meta.attack,
-                message=f"{meta.description}: {message}",
-                evidence=clip_evidence(message),
-                **where,
-            )
-        ]
+        return [finding_for(meta, message=f"{meta.description}: {message}", evidence=clip_evidence(message), **where)]
 
 
 def _is_system_name(path: str) -> bool:

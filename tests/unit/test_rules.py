@@ -53,7 +53,7 @@ def _yara_hits(ruleset: Ruleset, path: Path, rule_id: str) -> set[str]:
 
 
 def test_every_rule_is_loaded() -> None:
-    on_disk = {p.stem for sub in ("yara", "heuristics", "iocs") for p in (RULES_DIR / sub).glob("*.y*")}
+    on_disk = {p.stem for sub in ("yara", "heuristics", "iocs", "context") for p in (RULES_DIR / sub).glob("*.y*")}
     assert on_disk == set(RULESET.rules)
     assert RULESET.version.startswith("rs-")
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from rules.loader import RuleMeta
 from workers.domain import Digest, Finding
 from workers.oci import ImageConfig
 
@@ -50,3 +51,16 @@ class ConfigScanner(Protocol):
     def scan_config(self, ctx: ConfigContext) -> list[Finding]:
         """Findings about the config."""
         ...
+
+
+def finding_for(meta: RuleMeta, *, message: str | None = None, **where: Any) -> Finding:
+    """A finding of rule ``meta``: its grading from the rule, the message and ``where`` (path, layer, …) given."""
+    return Finding(
+        rule=meta.id,
+        severity=meta.severity,
+        category=meta.category,
+        confidence=meta.confidence,
+        attack=meta.attack,
+        message=message if message is not None else meta.description,
+        **where,
+    )

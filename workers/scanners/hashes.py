@@ -6,7 +6,7 @@ import hashlib
 
 from rules.loader import Ruleset
 from workers.domain import Finding
-from workers.scanners.base import FileContext
+from workers.scanners.base import FileContext, finding_for
 
 ELF_MAGIC = b"\x7fELF"
 
@@ -34,12 +34,8 @@ class HashScanner:
         if meta is None:
             return []
         return [
-            Finding(
-                rule=meta.id,
-                severity=meta.severity,
-                category=meta.category,
-                confidence=meta.confidence,
-                attack=meta.attack,
+            finding_for(
+                meta,
                 message=f"{meta.description} (file sha256 {digest} is a listed indicator)",
                 layer=ctx.layer_digest,
                 path="/" + ctx.path,

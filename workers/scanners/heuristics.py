@@ -8,7 +8,7 @@ from typing import Any
 from rules.loader import Condition, HeuristicRule, Ruleset
 from workers.domain import Finding, clip_evidence
 from workers.oci import ImageConfig
-from workers.scanners.base import ConfigContext
+from workers.scanners.base import ConfigContext, finding_for
 
 
 def config_fields(
@@ -99,18 +99,6 @@ class HeuristicScanner:
             hit = evaluate(rule.when, fields)
             if hit is None:
                 continue
-            meta = rule.meta
             step = hit if hit in fields["history"] else None
-            findings.append(
-                Finding(
-                    rule=meta.id,
-                    severity=meta.severity,
-                    category=meta.category,
-                    confidence=meta.confidence,
-                    attack=meta.attack,
-                    message=meta.description,
-                    step=step,
-                    evidence=clip_evidence(hit) if hit else None,
-                )
-            )
+            findings.append(finding_for(rule.meta, step=step, evidence=clip_evidence(hit) if hit else None))
         return findings

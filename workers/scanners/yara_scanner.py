@@ -10,7 +10,7 @@ from typing import Any
 
 from rules.loader import RuleMeta, Ruleset
 from workers.domain import Confidence, Finding, clip_evidence
-from workers.scanners.base import ConfigContext, FileContext
+from workers.scanners.base import ConfigContext, FileContext, finding_for
 from workers.scanners.wallets import monero_checksum_valid
 
 EVIDENCE_CONTEXT = 60  # bytes shown on each side of the first match
@@ -46,13 +46,8 @@ class YaraScanner:
             meta = self._ruleset.rules.get(rule_id) if rule_id else None
             if meta is None or not _path_allowed(meta, ctx.path):
                 continue
-            finding = Finding(
-                rule=meta.id,
-                severity=meta.severity,
-                category=meta.category,
-                confidence=meta.confidence,
-                attack=meta.attack,
-                message=meta.description,
+            finding = finding_for(
+                meta,
                 layer=ctx.layer_digest,
                 step=ctx.step,
                 path="/" + ctx.path,
@@ -131,12 +126,8 @@ class ConfigIndicatorScanner:
                 meta = self._ruleset.rules.get(rule_id) if rule_id else None
                 if meta is None or meta.kind != "ioc" or meta.id in findings:
                     continue
-                findings[meta.id] = Finding(
-                    rule=meta.id,
-                    severity=meta.severity,
-                    category=meta.category,
-                    confidence=meta.confidence,
-                    attack=meta.attack,
+                findings[meta.id] = finding_for(
+                    meta,
                     message=f"{meta.description} (in the image config)",
                     step=step,
                     evidence=_excerpt(data, match),
