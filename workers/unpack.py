@@ -8,13 +8,14 @@ chunks and each file's content is read only up to the scan cap.
 from __future__ import annotations
 
 import hashlib
+import io
 import tarfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from types import ModuleType
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import zstandard
 
@@ -63,7 +64,7 @@ class Compression(StrEnum):
     NONE = "none"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a layer scan keeps one per entry (tens of thousands)
 class LayerEntry:
     """One accepted tar entry with a normalised, root-relative path."""
 
@@ -234,6 +235,26 @@ class _DecodedStream:
             pass
 
 
+def _read_exactly(handle: IO[bytes], size: int) -> bytes:
+    """``size`` bytes of a member, read in CHUNK pieces into one buffer.
+
+    One large read goes through tarfile's buffer joins and slices and BufferedReader's own buffer: three
+    copies of a file at the 64 MiB cap alive at once. Pieces appended to a BytesIO, whose getvalue() hands
+    over its buffer without copying, keep the peak near ``size``.
+    """
+    if size <= CHUNK:
+        return handle.read(size)
+    out = io.BytesIO()
+    left = size
+    while left > 0:
+        piece = handle.read(min(CHUNK, left))
+        if not piece:
+            break  # tarfile itself raises on a truncated member; never loop on an empty read
+        out.write(piece)
+        left -= len(piece)
+    return out.getvalue()
+
+
 def normalise_path(name: str) -> tuple[str | None, str | None]:
     """(normalised path, None) or (None, refusal reason); ("", None) is the image root itself."""
     if "\x00" in name:
@@ -308,7 +329,7 @@ class LayerReader:
                     # Ask for the exact length: BufferedReader.read(n) allocates n bytes up front, which for
                     # the 64 MiB cap meant a large allocation and release per file, however small the file.
                     wanted = min(member.size, self.limits.scan_file_bytes)
-                    content = handle.read(wanted) if handle is not None else b""
+                    content = _read_exactly(handle, wanted) if handle is not None else b""
                 yield entry, content
         except (tarfile.TarError, EOFError) as exc:
             raise UnsafeArchiveError(f"malformed or truncated tar stream: {exc}") from None
