@@ -172,8 +172,21 @@ def rootfs_layer(rootfs: Path) -> tuple[bytes, str, str]:
     return blob, "sha256:" + hashlib.sha256(blob).hexdigest(), "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
 
 
-def write_layout(out: Path, blob: bytes, digest: str, diff_id: str, *, tag: str = "bookworm") -> str:
-    """Write a one-layer OCI image layout; return the manifest digest."""
+def write_layout(
+    out: Path,
+    blob: bytes | None,
+    digest: str,
+    diff_id: str,
+    *,
+    tag: str = "bookworm",
+    size: int | None = None,
+    created_by: str = "# debootstrap --variant=minbase bookworm",
+) -> str:
+    """Write a one-layer OCI image layout; return the manifest digest.
+
+    ``blob`` None means the layer blob is already in ``blobs/sha256/`` (streamed there, too big for memory)
+    and ``size`` gives its length.
+    """
     blobs = out / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
 
@@ -182,14 +195,16 @@ def write_layout(out: Path, blob: bytes, digest: str, diff_id: str, *, tag: str 
         (blobs / hexd).write_bytes(data)
         return "sha256:" + hexd
 
-    put(blob)
+    if blob is not None:
+        put(blob)
+        size = len(blob)
     config = json.dumps(
         {
             "architecture": "amd64",
             "os": "linux",
             "config": {"Cmd": ["bash"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-            "history": [{"created_by": "# debootstrap --variant=minbase bookworm", "comment": "tollgate bench"}],
+            "history": [{"created_by": created_by, "comment": "tollgate bench"}],
         },
         sort_keys=True,
     ).encode()
@@ -201,7 +216,7 @@ def write_layout(out: Path, blob: bytes, digest: str, diff_id: str, *, tag: str 
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
                        "size": len(config)},
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest,
-                        "size": len(blob)}],
+                        "size": size}],
         }
     ).encode()
     manifest_digest = put(manifest)

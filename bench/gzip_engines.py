@@ -63,7 +63,7 @@ def bounded_decompress(module: ModuleType, blob: bytes, *, digest: bool = False)
 
 
 def api_fits(module: ModuleType) -> str:
-    """"ok", or what the unpacker needs that the engine lacks (bounded output, eof, multi-member, errors)."""
+    """Return "ok", or what the unpacker needs that the engine lacks (bounded output, eof, multi-member, errors)."""
     first, second = b"A" * 3_000_000, b"second member"
     blob = gzip.compress(first, mtime=0) + gzip.compress(second, mtime=0)
     decomp = module.decompressobj(16 + module.MAX_WBITS)
