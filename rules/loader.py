@@ -131,6 +131,7 @@ class Ruleset:
     iocs: tuple[IocList, ...] = ()
     ioc_hashes: Mapping[str, str] = field(default_factory=dict)  # lowercase sha256 hex → IOC list id
     context: tuple[ContextRule, ...] = ()  # image-level findings of workers/correlate.py
+    yara_path_scoped: Any = None  # yara_x.Rules of the rules with path_include, run only on files they cover
 
 
 @dataclass(frozen=True)
@@ -287,6 +288,32 @@ def _compile_yara(
         if path.stem not in own_ids:
             raise RuleLoadError(f"{path}: defines no rule named {yara_identifier(path.stem)}")
     return compiled, metas, ids
+
+
+def _split_path_scoped(
+    rules_dir: Path, extra: Sequence[Path], iocs: Sequence[IocList], metas: Mapping[str, RuleMeta]
+) -> tuple[Any, Any]:
+    """(rules for every file, rules only for files under some rule's path_include), both compiled.
+
+    A rule limited to a few paths (crontabs, units, *.jpg) would otherwise be searched over every byte of
+    every layer and its matches thrown away; compiled apart, it only sees the files it applies to.
+    Everything was validated by :func:`_compile_yara`, so these compiles cannot fail differently.
+    """
+    import yara_x
+
+    own = sorted((rules_dir / "yara").glob("*.yar")) if (rules_dir / "yara").is_dir() else []
+    scoped = [p for p in own if metas[p.stem].path_include]
+    general, limited = yara_x.Compiler(), yara_x.Compiler()
+    for index, ioc in enumerate(iocs):
+        source = _ioc_yara_source(ioc)
+        if source is not None:
+            general.new_namespace(f"ioc{index}")
+            general.add_source(source, origin=str(ioc.meta.source))
+    for index, path in enumerate([*own, *_extra_files(extra)]):
+        target = limited if path in scoped else general
+        target.new_namespace(f"extra{index}" if index >= len(own) else "tollgate")
+        target.add_source(path.read_text(encoding="utf-8"), origin=str(path))
+    return general.build(), (limited.build() if scoped else None)
 
 
 def _extra_files(extra: Sequence[Path]) -> list[Path]:
@@ -554,7 +581,8 @@ def load_ruleset(rules_dir: Path, extra: Sequence[Path] = ()) -> Ruleset:
     version = ruleset_version(rules_dir, extra)
     folder = rules_dir / "iocs"
     iocs = [_load_ioc_list(p) for p in sorted(folder.glob("*.y*ml"))] if folder.is_dir() else []
-    compiled, metas, ids = _compile_yara(rules_dir, extra, iocs)
+    _validated, metas, ids = _compile_yara(rules_dir, extra, iocs)
+    compiled, path_scoped = _split_path_scoped(rules_dir, extra, iocs, metas)
     hashes: dict[str, str] = {}
     for ioc in iocs:
         if ioc.meta.id in metas:
@@ -588,4 +616,5 @@ def load_ruleset(rules_dir: Path, extra: Sequence[Path] = ()) -> Ruleset:
         iocs=tuple(iocs),
         ioc_hashes=hashes,
         context=tuple(context),
+        yara_path_scoped=path_scoped,
     )

@@ -23,19 +23,19 @@ from workers.settings import UnpackLimits
 from workers.unpack import EntryKind, LayerEntry, LayerReader, Refusal
 
 # Bump when what a LayerScan records (or how) changes: cached scans of an older analyzer are ignored.
-ANALYZER_VERSION = "ls-1"
+ANALYZER_VERSION = "ls-2"
 
 ELF_MAGIC = b"\x7fELF"
 MAX_REFS_PER_FILE = 128
-MAX_REF_SOURCE_BYTES = 1 << 20  # references are read from the first MiB of a script
+MAX_REF_SOURCE_BYTES = 64 << 10  # references are read from the first 64 KiB of a script
+BINARY_DIRS = ("usr/bin/", "usr/sbin/", "bin/", "sbin/", "usr/local/bin/", "usr/local/sbin/", "usr/libexec/")
 MAX_PACKAGE_DB_BYTES = 32 << 20  # a dpkg status file of a large image is a few MB
 # Absolute paths in scripts and autostart files, e.g. "/usr/local/bin/start.sh" in "exec /usr/local/bin/start.sh".
 _ABS_PATH = re.compile(rb"(?<![\w./-])(/(?:[\w.@+-]+/)*[\w.@+-]+)")
-# Relative script names ("./run.sh", "dao.py") that an entrypoint or script runs from its own directory.
-_REL_SCRIPT = re.compile(rb"(?<![\w/.-])((?:\./)?[\w.@+-]+(?:/[\w.@+-]+)*\.(?:sh|py|pl|rb|js|bash))\b")
-# Trees where packaged interpreters keep thousands of modules: nobody's entrypoint, not worth reading refs of.
-_LIBRARY_TREES = ("usr/lib/", "usr/share/", "usr/include/", "usr/local/lib/")
-SCRIPT_SUFFIXES = (".sh", ".bash", ".py", ".pl", ".rb", ".js")
+# Relative script names ("./run.sh", "dao.py") that an entrypoint or script runs from its own directory: found
+# from their suffix (a literal the regex engine can search for) and widened back to the start of the word.
+_SCRIPT_SUFFIX = re.compile(rb"\.(?:sh|py|pl|rb|js|bash)\b")
+_WORD_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.@+-/")
 
 
 def is_elf(content: bytes) -> bool:
@@ -43,24 +43,34 @@ def is_elf(content: bytes) -> bool:
     return content[:4] == ELF_MAGIC
 
 
-def is_script(path: str, content: bytes) -> bool:
-    """A file something would interpret: a shebang, or a script suffix outside packaged library trees."""
-    if content[:2] == b"#!":
-        return True
-    return path.endswith(SCRIPT_SUFFIXES) and not path.startswith(_LIBRARY_TREES)
+def is_script(content: bytes) -> bool:
+    """A file that runs on its own: a shebang. (An entrypoint's ``python app.py`` is found from the config;
+    reading references out of every module of an application tree would cost more than the scan itself.)"""
+    return content[:2] == b"#!"
 
 
 def script_references(content: bytes) -> tuple[str, ...]:
     """The absolute paths and relative script names a script or autostart file mentions (bounded)."""
     head = content[:MAX_REF_SOURCE_BYTES]
     seen: dict[str, None] = {}
-    for pattern in (_ABS_PATH, _REL_SCRIPT):
-        for match in pattern.finditer(head):
-            ref = match.group(1).decode("utf-8", errors="replace")
-            if ref not in seen:
-                seen[ref] = None
-                if len(seen) >= MAX_REFS_PER_FILE:
-                    return tuple(seen)
+
+    def add(ref: bytes) -> bool:
+        seen.setdefault(ref.decode("utf-8", errors="replace"), None)
+        return len(seen) >= MAX_REFS_PER_FILE
+
+    for match in _ABS_PATH.finditer(head):
+        if add(match.group(1)):
+            return tuple(seen)
+    for match in _SCRIPT_SUFFIX.finditer(head):
+        start = match.start()
+        while start > 0 and head[start - 1] in _WORD_BYTES:
+            start -= 1
+        end = match.end()
+        if end < len(head) and head[end] in _WORD_BYTES:
+            continue  # "x.py.bak", "run.sh-old": not a script name
+        word = head[start:end]
+        if not word.startswith(b"/") and add(word):  # absolute ones were found above
+            break
     return tuple(seen)
 
 
@@ -69,7 +79,7 @@ class FileFacts:
     """What the image-level stage needs to know about one file of interest without its bytes."""
 
     kind: str  # "elf" | "script" | "other"
-    md5: str | None  # of the full content when it was read whole (None when truncated at the scan cap)
+    md5: str | None  # of the whole content, where it is compared with a package database (see scan_layer)
     refs: tuple[str, ...] = ()
 
 
@@ -141,11 +151,11 @@ class LayerScan:
             return None  # a damaged cache entry is a miss, never a verdict
 
 
-def _wants_facts(path: str, content: bytes, had_hits: bool, autostart: bool) -> str | None:
+def _wants_facts(content: bytes, had_hits: bool, autostart: bool) -> str | None:
     """The kind of file worth remembering facts about, or None."""
     if is_elf(content):
         return "elf"
-    if is_script(path, content) or autostart:
+    if is_script(content) or autostart:
         return "script"
     return "other" if had_hits else None
 
@@ -201,15 +211,20 @@ def scan_layer(
                 found.extend(scanner.scan_file(ctx))
             hits.extend(found)
             autostart = is_autostart(path)
-            kind = _wants_facts(path, content, bool(found), autostart)
+            kind = _wants_facts(content, bool(found), autostart)
             if kind is None:
                 continue
-            whole = len(content) == entry.size
+            # The md5 is compared with the package database: for files with hits (is this the package's own
+            # content?), autostart files and programs in binary directories (was a package binary replaced?).
+            # Libraries are left out: they are most of an image's ELF bytes and nothing runs them by name.
+            wants_md5 = len(content) == entry.size and (bool(found) or autostart or path.startswith(BINARY_DIRS))
             facts[path] = FileFacts(
                 kind=kind,
-                md5=hashlib.md5(content, usedforsecurity=False).hexdigest() if whole else None,
+                md5=hashlib.md5(content, usedforsecurity=False).hexdigest() if wants_md5 else None,
                 refs=script_references(content) if kind == "script" else (),
             )
+            # Let go of this file before the reader fetches the next one (up to the scan cap, 64 MiB).
+            del content, ctx
     except LimitExceeded as exc:
         errors.append(f"unpacking stopped: {exc}")
         error_rule = "tollgate.unpack.limit"

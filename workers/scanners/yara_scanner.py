@@ -34,14 +34,27 @@ class YaraScanner:
         self._ruleset = ruleset
         self._scanner: Any = yara_x.Scanner(ruleset.yara)
         self._scanner.set_timeout(60)
+        self._scoped: Any = None
+        self._scoped_paths: re.Pattern[str] | None = None
+        if ruleset.yara_path_scoped is not None:
+            self._scoped = yara_x.Scanner(ruleset.yara_path_scoped)
+            self._scoped.set_timeout(60)
+            globs = {g for meta in ruleset.rules.values() for g in meta.path_include}
+            # One regex for every path_include glob: a path no scoped rule covers costs one match call.
+            self._scoped_paths = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in sorted(globs)))
+
+    def _matches(self, ctx: FileContext) -> list[Any]:
+        matches = list(self._scanner.scan(ctx.content).matching_rules)
+        if self._scoped_paths is not None and self._scoped_paths.match("/" + ctx.path):
+            matches += self._scoped.scan(ctx.content).matching_rules
+        return matches
 
     def scan_file(self, ctx: FileContext) -> list[Finding]:
         """Findings for ``ctx``; empty files cost nothing."""
         if not ctx.content:
             return []
-        results = self._scanner.scan(ctx.content)
         findings = []
-        for match in results.matching_rules:
+        for match in self._matches(ctx):
             rule_id = self._ruleset.yara_ids.get(f"{match.namespace}:{match.identifier}")
             meta = self._ruleset.rules.get(rule_id) if rule_id else None
             if meta is None or not _path_allowed(meta, ctx.path):
