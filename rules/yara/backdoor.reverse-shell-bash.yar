@@ -16,7 +16,9 @@ rule backdoor_reverse_shell_bash
         // it is a shell only when the descriptor feeds commands: a read loop running each line, or sh on it
         $exec_fd = /\bexec\s+[0-9]{1,2}<>\s*\/dev\/(tcp|udp)\/[A-Za-z0-9.\-]+\/[0-9]{1,5}/
         $fd_loop = /while\s+read\s+(-r\s+)?\w+[^\n]{0,40}\bdo\s+\$\{?\w+\}?\s+[0-9]?[<>]&\s*[0-9]/
-        $fd_shell = /\b(ba)?sh\s+(-i\s+)?[0-9]?<&\s*[0-9]{1,2}\s+[0-9]?>&\s*[0-9]{1,2}/
+        // a command reading from and writing to that descriptor ("sh <&3 >&3"); with $exec_fd that is a shell.
+        // (Written without the command word and the last digit: "sh\s" and ">&\s*[0-9]" make yara-x slow.)
+        $fd_shell = /<&\s*[0-9]{1,2}\s+[0-9]?>&/
     condition:
         $interactive or $redirect_both or ($exec_fd and ($fd_loop or $fd_shell))
 }

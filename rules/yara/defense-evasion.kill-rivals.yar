@@ -22,7 +22,9 @@ rule defense_evasion_kill_rivals
         $own_devtcp = /<>\s*\/dev\/tcp\//
         $own_chmod = /\bchmod\s+(\+x|[aug]\+x|0?777)\s/
         $own_nohup = /\b(nohup|setsid)\s+\S/
-        $own_miner = /\s(-o\s+\S+:[0-9]{2,5}|--donate-level|-c\s+\S*config[^\s]*\.json)/
+        $own_miner_pool = /\s-o\s+\S+:[0-9]{2,5}/
+        $own_miner_donate = /\s--donate-level/
+        $own_miner_config = /\s-c\s+\S*config[^\s]*\.json/
         $own_cron = /\becho\s+["']?(\*|@reboot|[0-9*\/,]+\s+\*)[^\n]{0,200}(>>|\|\s*crontab\s+-)/
         $own_unit = /\bsystemctl\s+enable\s/
     condition:
