@@ -73,3 +73,7 @@ class QueueUnavailable(TransientError):
 
 class StoreUnavailable(TransientError):
     """The database could not be reached."""
+
+
+class SignatureError(PermanentError):
+    """A signature or attestation is malformed or does not verify (recorded on the check, never a pass)."""
