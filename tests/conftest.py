@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.support.intake",
     "tests.support.stack",
     "tests.support.registry",
+    "tests.support.sigstore",
 ]
