@@ -1,0 +1,345 @@
+"""Keyed cosign checks: legacy ``.sig`` simple-signing layers and ``.att`` DSSE envelopes against configured keys.
+
+Simple signing, in order:
+  1. a key is configured; the layer is the simple-signing media type and its blob matches its digest;
+  2. the ``dev.cosignproject.cosign/signature`` annotation is standard base64 and not empty;
+  3. it verifies over the exact payload bytes with one of the keys;
+  4. when a trusted root is given and the layer carries a Rekor SET bundle: the SET verifies with the
+     trusted log, and the logged hashedrekord is this payload, this signature and this key;
+  5. the payload parses strictly, is a cosign container image signature, and names the subject digest.
+DSSE, in order: the layer and envelope shape, the signature over PAE(payloadType, payload) with a key,
+the payload type (in-toto), the Statement (v0.1 or v1) and a subject carrying the image digest.
+
+Authentication comes before interpretation: nothing from the payload is believed before step 3.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from workers.domain import Descriptor, Digest, sha256_digest
+from workers.errors import SignatureError
+from workers.signatures.keys import PublicKey, decode_base64, load_public_key, load_public_key_file
+from workers.signatures.model import SignatureCheck, SignatureFormat, SignatureKind
+from workers.signatures.rekor import (
+    RekorEntry,
+    check_entry_matches,
+    parse_hashedrekord,
+    parse_rekor_bundle,
+    verify_set,
+)
+from workers.signatures.simplesigning import SIMPLE_SIGNING_MEDIA_TYPE, bind_payload, loads_strict
+from workers.signatures.trustroot import TrustRoot
+
+__all__ = [
+    "BUNDLE_ANNOTATION",
+    "DSSE_MEDIA_TYPE",
+    "IN_TOTO_PAYLOAD_TYPE",
+    "SIGNATURE_ANNOTATION",
+    "PublicKey",
+    "load_public_key",
+    "load_public_key_file",
+    "pae",
+    "parse_statement",
+    "verify_attestation_layer",
+    "verify_dsse_envelope",
+    "verify_keyed_signature",
+    "verify_signature_layer",
+]
+
+SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
+DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
+IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+STATEMENT_TYPES = frozenset({"https://in-toto.io/Statement/v0.1", "https://in-toto.io/Statement/v1"})
+# SBOM attestations run to megabytes; nothing legitimate is larger than this.
+MAX_ENVELOPE_BYTES = 32 * 1024 * 1024
+# Predicates (SBOM component trees) nest deeper than a simple-signing payload.
+MAX_STATEMENT_DEPTH = 64
+# Each signature is tried with each key; a flood of signatures must not turn into a flood of verifications.
+MAX_DSSE_SIGNATURES = 16
+
+
+def _check(
+    kind: SignatureKind,
+    subject: Digest,
+    source: str,
+    *,
+    verified: bool,
+    reason: str,
+    key: PublicKey | None = None,
+    **extra: Any,
+) -> SignatureCheck:
+    return SignatureCheck(
+        kind=kind,
+        format=SignatureFormat.LEGACY_TAG,
+        subject=subject,
+        verified=verified,
+        reason=reason,
+        source=source,
+        identity=key.key_id if key is not None else None,
+        **extra,
+    )
+
+
+def _verifying_key(keys: Sequence[PublicKey], signature: bytes, data: bytes) -> PublicKey | None:
+    return next((key for key in keys if key.verify(signature, data)), None)
+
+
+def _check_logged(
+    bundle: str, trust_root: TrustRoot, payload: bytes, signature: bytes, key: PublicKey
+) -> RekorEntry:
+    entry = parse_rekor_bundle(bundle)
+    verify_set(entry, trust_root)
+    record = parse_hashedrekord(entry.body)
+    check_entry_matches(record, payload, signature)
+    try:
+        logged_key = serialization.load_pem_public_key(record.public_key)
+    except ValueError:
+        raise SignatureError("Rekor entry public key is not a PEM public key") from None
+    spki = logged_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if spki != key.spki_der():
+        raise SignatureError("Rekor entry records a different public key")
+    return entry
+
+
+def _verify_keyed(
+    payload: bytes,
+    signature_b64: str | None,
+    subject: Digest,
+    keys: Sequence[PublicKey],
+    *,
+    bundle: str | None,
+    trust_root: TrustRoot | None,
+) -> tuple[PublicKey, RekorEntry | None]:
+    if not keys:
+        raise SignatureError("no public keys are configured")
+    signature = decode_base64(signature_b64, f"signature annotation {SIGNATURE_ANNOTATION}")
+    key = _verifying_key(keys, signature, payload)
+    if key is None:
+        raise SignatureError(f"signature does not verify with any of the {len(keys)} configured keys")
+    entry = None
+    if trust_root is not None and bundle is not None:
+        entry = _check_logged(bundle, trust_root, payload, signature, key)
+    bind_payload(payload, subject)
+    return key, entry
+
+
+def verify_keyed_signature(
+    payload: bytes,
+    signature_b64: str | None,
+    subject: Digest,
+    keys: Sequence[PublicKey],
+    *,
+    source: str,
+    bundle: str | None = None,
+    trust_root: TrustRoot | None = None,
+) -> SignatureCheck:
+    """Verify a keyed simple-signing signature of ``subject``; the check says why when it does not verify.
+
+    With ``trust_root`` and a ``bundle`` (the SET annotation), the Rekor entry is verified too and its log
+    index and integrated time recorded; without them the signature stands on the key alone.
+    """
+    kind = SignatureKind.COSIGN_KEYED
+    try:
+        key, entry = _verify_keyed(payload, signature_b64, subject, keys, bundle=bundle, trust_root=trust_root)
+    except SignatureError as exc:
+        return _check(kind, subject, source, verified=False, reason=str(exc))
+    reason = f"signed by key {key.name} ({key.algorithm})"
+    if entry is None:
+        return _check(kind, subject, source, verified=True, reason=reason, key=key)
+    return _check(
+        kind,
+        subject,
+        source,
+        verified=True,
+        reason=f"{reason}, logged at index {entry.log_index}",
+        key=key,
+        log_index=entry.log_index,
+        integrated_time=entry.integrated_at,
+    )
+
+
+def _layer_problem(layer: Descriptor, blob: bytes, media_type: str) -> str | None:
+    if layer.media_type != media_type:
+        return f"layer media type is {layer.media_type[:120]!r}, not {media_type}"
+    if sha256_digest(blob) != layer.digest:
+        return f"layer blob does not match its digest {layer.digest}"
+    return None
+
+
+def verify_signature_layer(
+    layer: Descriptor,
+    blob: bytes,
+    subject: Digest,
+    keys: Sequence[PublicKey],
+    *,
+    source: str,
+    trust_root: TrustRoot | None = None,
+) -> SignatureCheck:
+    """Verify one layer of a ``sha256-<hex>.sig`` manifest: its blob is the payload, the annotation the signature."""
+    problem = _layer_problem(layer, blob, SIMPLE_SIGNING_MEDIA_TYPE)
+    if problem is not None:
+        return _check(SignatureKind.COSIGN_KEYED, subject, source, verified=False, reason=problem)
+    return verify_keyed_signature(
+        blob,
+        layer.annotations.get(SIGNATURE_ANNOTATION),
+        subject,
+        keys,
+        source=source,
+        bundle=layer.annotations.get(BUNDLE_ANNOTATION),
+        trust_root=trust_root,
+    )
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE pre-authentication encoding: ``DSSEv1 SP len(type) SP type SP len(body) SP body`` (byte lengths)."""
+    type_bytes = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %s %d %s" % (len(type_bytes), type_bytes, len(payload), payload)
+
+
+def _dsse_base64(value: object, what: str) -> bytes:
+    # DSSE allows standard or URL-safe base64; both are decoded strictly.
+    if not isinstance(value, str) or not value:
+        raise SignatureError(f"{what} is missing, empty or not a string")
+    for altchars in (None, b"-_"):
+        try:
+            decoded = base64.b64decode(value, altchars=altchars, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if decoded:
+            return decoded
+    raise SignatureError(f"{what} is not valid base64")
+
+
+def parse_statement(payload: bytes) -> dict[str, Any]:
+    """Parse an in-toto Statement (v0.1 or v1) strictly enough to trust its subject and predicateType."""
+    doc = loads_strict(payload, "in-toto statement", MAX_ENVELOPE_BYTES, MAX_STATEMENT_DEPTH)
+    if not isinstance(doc, dict):
+        raise SignatureError("in-toto statement is not a JSON object")
+    statement_type = doc.get("_type")
+    if statement_type not in STATEMENT_TYPES:
+        shown = statement_type[:80] if isinstance(statement_type, str) else type(statement_type).__name__
+        raise SignatureError(f"statement _type is {shown!r}, not an in-toto Statement v0.1 or v1")
+    subjects = doc.get("subject")
+    if not isinstance(subjects, list) or not subjects:
+        raise SignatureError("statement has no subject list")
+    for index, entry in enumerate(subjects):
+        digests = entry.get("digest") if isinstance(entry, dict) else None
+        if not isinstance(digests, dict) or not digests:
+            raise SignatureError(f"statement subject[{index}] has no digest object")
+        if not all(isinstance(value, str) for value in digests.values()):
+            raise SignatureError(f"statement subject[{index}] digest values are not strings")
+        name = entry.get("name")
+        if name is not None and not isinstance(name, str):
+            raise SignatureError(f"statement subject[{index}] name is not a string")
+    predicate_type = doc.get("predicateType")
+    if not isinstance(predicate_type, str) or not predicate_type:
+        raise SignatureError("statement has no predicateType")
+    predicate = doc.get("predicate")
+    if predicate is not None and not isinstance(predicate, dict):
+        raise SignatureError("statement predicate is not an object")
+    return doc
+
+
+def _bind_statement(statement: Mapping[str, Any], subject: Digest) -> None:
+    algorithm, _, wanted = subject.partition(":")
+    found: list[str] = []
+    for entry in statement["subject"]:
+        value = entry["digest"].get(algorithm)
+        if isinstance(value, str) and value.lower() == wanted:
+            return
+        found.extend(f"{alg}:{value}" for alg, value in entry["digest"].items())
+    shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+    raise SignatureError(f"statement is for {shown}, not {subject}")
+
+
+def _signature_of(entry: object, index: int) -> bytes:
+    if not isinstance(entry, dict):
+        raise SignatureError(f"DSSE signatures[{index}] is not an object")
+    return _dsse_base64(entry.get("sig"), f"DSSE signatures[{index}].sig")
+
+
+def _verify_dsse(envelope: bytes, subject: Digest, keys: Sequence[PublicKey]) -> tuple[PublicKey, dict[str, Any]]:
+    if not keys:
+        raise SignatureError("no public keys are configured")
+    doc = loads_strict(envelope, "DSSE envelope", MAX_ENVELOPE_BYTES)
+    if not isinstance(doc, dict):
+        raise SignatureError("DSSE envelope is not a JSON object")
+    payload_type = doc.get("payloadType")
+    if not isinstance(payload_type, str):
+        raise SignatureError("DSSE envelope has no payloadType string")
+    payload = _dsse_base64(doc.get("payload"), "DSSE payload")
+    signatures = doc.get("signatures")
+    if not isinstance(signatures, list) or not signatures:
+        raise SignatureError("DSSE envelope has no signatures")
+    if len(signatures) > MAX_DSSE_SIGNATURES:
+        raise SignatureError(f"DSSE envelope has {len(signatures)} signatures, more than {MAX_DSSE_SIGNATURES}")
+    message = pae(payload_type, payload)
+    problems: list[str] = []
+    key: PublicKey | None = None
+    for index, entry in enumerate(signatures):
+        try:
+            signature = _signature_of(entry, index)
+        except SignatureError as exc:
+            problems.append(str(exc))
+            continue
+        key = _verifying_key(keys, signature, message)
+        if key is not None:
+            break
+    if key is None:
+        if len(problems) == len(signatures):
+            raise SignatureError("; ".join(problems[:3]))
+        raise SignatureError(f"no DSSE signature verifies with any of the {len(keys)} configured keys")
+    # The type is covered by PAE, so it is read only once the signature vouches for it.
+    if payload_type != IN_TOTO_PAYLOAD_TYPE:
+        raise SignatureError(f"DSSE payloadType is {payload_type[:80]!r}, not {IN_TOTO_PAYLOAD_TYPE}")
+    statement = parse_statement(payload)
+    _bind_statement(statement, subject)
+    return key, statement
+
+
+def verify_dsse_envelope(
+    envelope: bytes,
+    subject: Digest,
+    keys: Sequence[PublicKey],
+    *,
+    source: str,
+) -> SignatureCheck:
+    """Verify a DSSE envelope holding an in-toto Statement about ``subject``; returns the statement when it does."""
+    kind = SignatureKind.ATTESTATION_KEYED
+    try:
+        key, statement = _verify_dsse(envelope, subject, keys)
+    except SignatureError as exc:
+        return _check(kind, subject, source, verified=False, reason=str(exc))
+    predicate_type = statement["predicateType"]
+    return _check(
+        kind,
+        subject,
+        source,
+        verified=True,
+        reason=f"attestation {predicate_type} signed by key {key.name} ({key.algorithm})",
+        key=key,
+        predicate_type=predicate_type,
+        statement=statement,
+    )
+
+
+def verify_attestation_layer(
+    layer: Descriptor,
+    blob: bytes,
+    subject: Digest,
+    keys: Sequence[PublicKey],
+    *,
+    source: str,
+) -> SignatureCheck:
+    """Verify one layer of a ``sha256-<hex>.att`` manifest (a DSSE envelope blob)."""
+    problem = _layer_problem(layer, blob, DSSE_MEDIA_TYPE)
+    if problem is not None:
+        return _check(SignatureKind.ATTESTATION_KEYED, subject, source, verified=False, reason=problem)
+    return verify_dsse_envelope(blob, subject, keys, source=source)

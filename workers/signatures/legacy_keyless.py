@@ -1,0 +1,286 @@
+"""Offline verification of legacy keyless cosign ``.sig`` layers: Fulcio certificate, chain and Rekor SET.
+
+sigstore-python cannot load these (a SET and no inclusion proof), so the steps are done here, in order:
+  1. the signature annotation decodes, the certificate annotation is one PEM certificate (the chain
+     annotation, when present, only offers intermediates: trust comes from the trusted root alone);
+  2. the signature verifies over the exact payload bytes with the certificate's key;
+  3. the Rekor SET bundle verifies with the trusted root's log whose id it names, its key valid then;
+     this fixes the signing time (the integrated time);
+  4. the logged hashedrekord entry is sha256(payload), this signature and this certificate;
+  5. the certificate chains to a Fulcio CA of the trusted root valid at the integrated time: every
+     signature and every validity window checked at that time (the leaf lives ten minutes, so "now"
+     would reject every real signature), CA constraints on issuers, digitalSignature and codeSigning on
+     the leaf;
+  6. the payload is a cosign container image signature of the subject digest;
+  7. the identity the certificate names satisfies the identity policy.
+Not checked: the certificate's embedded SCT (the CT log promise); the SET is the log evidence relied on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from workers.domain import Descriptor, Digest, sha256_digest
+from workers.errors import SignatureError
+from workers.signatures.identity import CertificateIdentity, IdentityPolicy, certificate_identity
+from workers.signatures.keyed import BUNDLE_ANNOTATION, SIGNATURE_ANNOTATION
+from workers.signatures.keys import decode_base64, from_key_object
+from workers.signatures.model import SignatureCheck, SignatureFormat, SignatureKind
+from workers.signatures.rekor import (
+    RekorEntry,
+    check_entry_matches,
+    parse_hashedrekord,
+    parse_rekor_bundle,
+    verify_set,
+)
+from workers.signatures.simplesigning import SIMPLE_SIGNING_MEDIA_TYPE, bind_payload
+from workers.signatures.trustroot import CertificateAuthority, TrustRoot
+
+__all__ = [
+    "CERTIFICATE_ANNOTATION",
+    "CHAIN_ANNOTATION",
+    "verify_chain",
+    "verify_keyless_layer",
+    "verify_keyless_signature",
+]
+
+CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
+CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
+MAX_PEM_BYTES = 64 * 1024
+MAX_CHAIN_CERTIFICATES = 8
+MAX_PATH_LENGTH = 4  # intermediates between leaf and root; Fulcio has one
+
+
+def _load_pem_certificates(text: object, what: str) -> list[x509.Certificate]:
+    if not isinstance(text, str) or not text.strip():
+        raise SignatureError(f"{what} is missing or empty")
+    data = text.encode("utf-8")
+    if len(data) > MAX_PEM_BYTES:
+        raise SignatureError(f"{what} is {len(data)} bytes, more than {MAX_PEM_BYTES}")
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise SignatureError(f"{what} is not PEM certificates: {str(exc)[:200]}") from None
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        # ValueError: names differ or bad signature parameters; TypeError: a key type that cannot sign.
+        return False
+    return True
+
+
+def _valid_at(cert: x509.Certificate, when: datetime) -> bool:
+    return cert.not_valid_before_utc <= when <= cert.not_valid_after_utc
+
+
+def _name(cert: x509.Certificate) -> str:
+    return cert.subject.rfc4514_string() or "(empty subject)"
+
+
+def _ca_problem(cert: x509.Certificate, when: datetime, below: int) -> str | None:
+    """Why ``cert`` cannot issue a certificate with ``below`` intermediates under it at ``when``, or None."""
+    if not _valid_at(cert, when):
+        return (
+            f"CA certificate {_name(cert)} was not valid at the integrated time {when.isoformat()}"
+            f" (valid {cert.not_valid_before_utc.isoformat()} to {cert.not_valid_after_utc.isoformat()})"
+        )
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return f"certificate {_name(cert)} is not a CA (no basic constraints)"
+    if not constraints.ca:
+        return f"certificate {_name(cert)} is not a CA"
+    if constraints.path_length is not None and below > constraints.path_length:
+        return f"CA certificate {_name(cert)} path length {constraints.path_length} is exceeded"
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+    return None if usage.key_cert_sign else f"CA certificate {_name(cert)} may not sign certificates"
+
+
+def _leaf_problem(leaf: x509.Certificate, when: datetime) -> str | None:
+    if not _valid_at(leaf, when):
+        return (
+            f"certificate was not valid at the integrated time {when.isoformat()}"
+            f" (valid {leaf.not_valid_before_utc.isoformat()} to {leaf.not_valid_after_utc.isoformat()})"
+        )
+    try:
+        usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+        purposes = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return "certificate lacks key usage or extended key usage"
+    if not usage.digital_signature:
+        return "certificate key usage lacks digitalSignature"
+    if ExtendedKeyUsageOID.CODE_SIGNING not in purposes:
+        return "certificate extended key usage lacks codeSigning"
+    try:
+        if leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return "certificate is a CA certificate, not a signing certificate"
+    except x509.ExtensionNotFound:
+        pass
+    return None
+
+
+def _build_path(
+    cert: x509.Certificate,
+    *,
+    candidates: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+    when: datetime,
+    path: list[x509.Certificate],
+    problems: list[str],
+) -> list[x509.Certificate] | None:
+    """Depth-first search for issuers up to a self-signed anchor; ``problems`` collects why branches failed."""
+    for issuer in candidates:
+        if issuer in path or issuer.subject != cert.issuer or not _signed_by(cert, issuer):
+            continue
+        problem = _ca_problem(issuer, when, len(path) - 1)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        if issuer in anchors and issuer.subject == issuer.issuer and _signed_by(issuer, issuer):
+            return [*path, issuer]
+        if len(path) <= MAX_PATH_LENGTH:
+            found = _build_path(
+                issuer, candidates=candidates, anchors=anchors, when=when, path=[*path, issuer], problems=problems
+            )
+            if found is not None:
+                return found
+    return None
+
+
+def verify_chain(
+    leaf: x509.Certificate,
+    untrusted: Sequence[x509.Certificate],
+    trust_root: TrustRoot,
+    when: datetime,
+) -> CertificateAuthority:
+    """Check ``leaf`` at ``when`` and find a path to a Fulcio CA of ``trust_root`` valid then; return that CA."""
+    problem = _leaf_problem(leaf, when)
+    if problem is not None:
+        raise SignatureError(problem)
+    authorities = trust_root.authorities_at(when)
+    if not authorities:
+        raise SignatureError(f"no Fulcio CA of the trusted root ({trust_root.source}) was valid at {when.isoformat()}")
+    problems: list[str] = []
+    for authority in authorities:
+        # The trusted root's chain is trusted; the annotation's certificates may only fill in intermediates.
+        candidates = [*authority.certificates, *untrusted[:MAX_CHAIN_CERTIFICATES]]
+        anchors = [c for c in authority.certificates if c.subject == c.issuer]
+        if _build_path(leaf, candidates=candidates, anchors=anchors, when=when, path=[leaf], problems=problems):
+            return authority
+    if problems:
+        raise SignatureError(problems[0])
+    raise SignatureError(f"certificate does not chain to a Fulcio CA of the trusted root ({trust_root.source})")
+
+
+def _result(subject: Digest, source: str, *, verified: bool, reason: str, **extra: Any) -> SignatureCheck:
+    return SignatureCheck(
+        kind=SignatureKind.COSIGN_KEYLESS,
+        format=SignatureFormat.LEGACY_TAG,
+        subject=subject,
+        verified=verified,
+        reason=reason,
+        source=source,
+        **extra,
+    )
+
+
+def _identity_fields(found: CertificateIdentity) -> dict[str, Any]:
+    return {
+        "identity": found.subject,
+        "issuer": found.issuer,
+        "workflow_repository": found.workflow_repository,
+        "workflow_ref": found.workflow_ref,
+    }
+
+
+def _verify_keyless(
+    payload: bytes, annotations: Mapping[str, str], subject: Digest, trust_root: TrustRoot
+) -> tuple[CertificateIdentity, RekorEntry]:
+    # (1) inputs
+    signature = decode_base64(annotations.get(SIGNATURE_ANNOTATION), f"signature annotation {SIGNATURE_ANNOTATION}")
+    leaves = _load_pem_certificates(annotations.get(CERTIFICATE_ANNOTATION), f"annotation {CERTIFICATE_ANNOTATION}")
+    if len(leaves) != 1:
+        raise SignatureError(f"annotation {CERTIFICATE_ANNOTATION} holds {len(leaves)} certificates, not one")
+    leaf = leaves[0]
+    chain_text = annotations.get(CHAIN_ANNOTATION)
+    chain = _load_pem_certificates(chain_text, f"annotation {CHAIN_ANNOTATION}") if chain_text else []
+    bundle = annotations.get(BUNDLE_ANNOTATION)
+    if not bundle:
+        raise SignatureError(f"no Rekor bundle ({BUNDLE_ANNOTATION}): a keyless signature needs one offline")
+    # (2) the signature, with the certificate's key
+    leaf_key = from_key_object(leaf.public_key(), "certificate key", error=SignatureError)
+    if not leaf_key.verify(signature, payload):
+        raise SignatureError("signature does not verify with the certificate's key")
+    # (3) the log's promise, which fixes the signing time
+    entry = parse_rekor_bundle(bundle)
+    verify_set(entry, trust_root)
+    # (4) the logged entry is this signature by this certificate
+    record = parse_hashedrekord(entry.body)
+    check_entry_matches(record, payload, signature)
+    try:
+        logged = x509.load_pem_x509_certificate(record.public_key)
+    except ValueError:
+        raise SignatureError("Rekor entry public key is not a PEM certificate") from None
+    if logged != leaf:
+        raise SignatureError("Rekor entry records a different certificate")
+    # (5) the certificate, at the signing time
+    verify_chain(leaf, chain, trust_root, entry.integrated_at)
+    # (6) what was signed
+    bind_payload(payload, subject)
+    return certificate_identity(leaf), entry
+
+
+def verify_keyless_signature(
+    payload: bytes,
+    annotations: Mapping[str, str],
+    subject: Digest,
+    trust_root: TrustRoot,
+    *,
+    policy: IdentityPolicy | None,
+    source: str,
+) -> SignatureCheck:
+    """Verify a legacy keyless signature of ``subject`` fully offline (steps in the module docstring).
+
+    ``policy`` None records who signed without constraining it; callers pass it explicitly.
+    """
+    try:
+        found, entry = _verify_keyless(payload, annotations, subject, trust_root)
+    except SignatureError as exc:
+        return _result(subject, source, verified=False, reason=str(exc))
+    fields = {**_identity_fields(found), "log_index": entry.log_index, "integrated_time": entry.integrated_at}
+    # (7) who signed
+    mismatch = policy.mismatch(found) if policy is not None else None
+    if mismatch is not None:
+        return _result(subject, source, verified=False, reason=mismatch, **fields)
+    reason = f"signed by {found.subject} (issuer {found.issuer}), logged at index {entry.log_index}"
+    return _result(subject, source, verified=True, reason=reason, **fields)
+
+
+def verify_keyless_layer(
+    layer: Descriptor,
+    blob: bytes,
+    subject: Digest,
+    trust_root: TrustRoot,
+    *,
+    policy: IdentityPolicy | None,
+    source: str,
+) -> SignatureCheck:
+    """Verify one keyless layer of a ``sha256-<hex>.sig`` manifest (blob = payload, annotations = the rest)."""
+    if layer.media_type != SIMPLE_SIGNING_MEDIA_TYPE:
+        reason = f"layer media type is {layer.media_type[:120]!r}, not {SIMPLE_SIGNING_MEDIA_TYPE}"
+        return _result(subject, source, verified=False, reason=reason)
+    if sha256_digest(blob) != layer.digest:
+        return _result(subject, source, verified=False, reason=f"layer blob does not match its digest {layer.digest}")
+    return verify_keyless_signature(blob, layer.annotations, subject, trust_root, policy=policy, source=source)

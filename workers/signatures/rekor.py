@@ -1,0 +1,136 @@
+"""Rekor SET bundles of legacy cosign signatures: parsing, the signed entry timestamp, and the hashedrekord body."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import rfc8785
+
+from workers.errors import SignatureError
+from workers.signatures.keys import decode_base64
+from workers.signatures.simplesigning import loads_strict
+from workers.signatures.trustroot import TransparencyLog, TrustRoot
+
+MAX_BUNDLE_BYTES = 1024 * 1024
+_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class RekorEntry:
+    """The ``dev.sigstore.cosign/bundle`` annotation: a log entry body and the log's promise to include it."""
+
+    body: bytes
+    integrated_time: int
+    log_index: int
+    log_id: str
+    signed_entry_timestamp: bytes
+
+    @property
+    def integrated_at(self) -> datetime:
+        """The integrated time as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.integrated_time, tz=UTC)
+
+
+@dataclass(frozen=True)
+class HashedRekord:
+    """What a hashedrekord 0.0.1 entry records: the artifact's sha256, the signature and the verification material."""
+
+    sha256: str
+    signature: bytes
+    public_key: bytes  # PEM: a certificate (keyless) or a public key (keyed)
+
+
+def _int(value: object, what: str) -> int:
+    # bool is an int in Python but not in JSON; a float is not a log index.
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise SignatureError(f"Rekor bundle {what} is not a non-negative integer")
+    return value
+
+
+def parse_rekor_bundle(text: str | bytes) -> RekorEntry:
+    """Parse the SET bundle annotation strictly; SignatureError with the reason otherwise."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    doc = loads_strict(data, "Rekor bundle", MAX_BUNDLE_BYTES)
+    if not isinstance(doc, dict):
+        raise SignatureError("Rekor bundle is not a JSON object")
+    payload = doc.get("Payload")
+    if not isinstance(payload, dict):
+        raise SignatureError("Rekor bundle has no Payload object")
+    log_id = payload.get("logID")
+    if not isinstance(log_id, str) or len(log_id) != 64 or not set(log_id.lower()) <= _HEX:
+        raise SignatureError("Rekor bundle logID is not 64 hex characters")
+    integrated_time = _int(payload.get("integratedTime"), "integratedTime")
+    if integrated_time > 253402300799:  # beyond year 9999: no datetime, and no real log
+        raise SignatureError("Rekor bundle integratedTime is out of range")
+    return RekorEntry(
+        body=decode_base64(payload.get("body"), "Rekor bundle body"),
+        integrated_time=integrated_time,
+        log_index=_int(payload.get("logIndex"), "logIndex"),
+        log_id=log_id.lower(),
+        signed_entry_timestamp=decode_base64(doc.get("SignedEntryTimestamp"), "Rekor SignedEntryTimestamp"),
+    )
+
+
+def set_canonical_bytes(entry: RekorEntry) -> bytes:
+    """What the log signed: RFC 8785 JSON of {body (base64), integratedTime, logID (hex), logIndex}."""
+    return rfc8785.dumps(
+        {
+            "body": base64.b64encode(entry.body).decode("ascii"),
+            "integratedTime": entry.integrated_time,
+            "logID": entry.log_id,
+            "logIndex": entry.log_index,
+        }
+    )
+
+
+def verify_set(entry: RekorEntry, trust_root: TrustRoot) -> TransparencyLog:
+    """Check the signed entry timestamp with the trusted log whose id matches; return that log.
+
+    The log key must have been valid at the integrated time (a retired key cannot vouch for new entries).
+    """
+    log = trust_root.log(entry.log_id)
+    if log is None:
+        raise SignatureError(f"SET is from log {entry.log_id}, which the trusted root ({trust_root.source}) lacks")
+    if not log.valid_for.contains(entry.integrated_at):
+        raise SignatureError(f"log {entry.log_id} key was not valid at the integrated time {entry.integrated_at}")
+    if not log.key.verify(entry.signed_entry_timestamp, set_canonical_bytes(entry)):
+        raise SignatureError(f"SET does not verify with the key of log {log.base_url or entry.log_id}")
+    return log
+
+
+def parse_hashedrekord(body: bytes) -> HashedRekord:
+    """Parse a hashedrekord 0.0.1 entry body (the log entry the SET covers)."""
+    doc = loads_strict(body, "Rekor entry body", MAX_BUNDLE_BYTES)
+    if not isinstance(doc, dict):
+        raise SignatureError("Rekor entry body is not a JSON object")
+    if doc.get("kind") != "hashedrekord" or doc.get("apiVersion") != "0.0.1":
+        kind, version = str(doc.get("kind"))[:40], str(doc.get("apiVersion"))[:20]
+        raise SignatureError(f"Rekor entry is {kind} {version}, not hashedrekord 0.0.1")
+    spec = doc.get("spec")
+    data = spec.get("data") if isinstance(spec, dict) else None
+    hashed = data.get("hash") if isinstance(data, dict) else None
+    signature = spec.get("signature") if isinstance(spec, dict) else None
+    public_key = signature.get("publicKey") if isinstance(signature, dict) else None
+    if not isinstance(hashed, dict) or not isinstance(signature, dict) or not isinstance(public_key, dict):
+        raise SignatureError("Rekor hashedrekord entry lacks spec.data.hash or spec.signature.publicKey")
+    if hashed.get("algorithm") != "sha256":
+        raise SignatureError(f"Rekor entry hash algorithm is {str(hashed.get('algorithm'))[:20]!r}, not sha256")
+    value = hashed.get("value")
+    if not isinstance(value, str) or len(value) != 64 or not set(value) <= _HEX:
+        raise SignatureError("Rekor entry hash value is not 64 lowercase hex characters")
+    return HashedRekord(
+        sha256=value,
+        signature=decode_base64(signature.get("content"), "Rekor entry signature"),
+        public_key=decode_base64(public_key.get("content"), "Rekor entry public key"),
+    )
+
+
+def check_entry_matches(record: HashedRekord, payload: bytes, signature: bytes) -> None:
+    """The logged entry must be this signature over these payload bytes (the key is compared by the caller)."""
+    if record.sha256 != hashlib.sha256(payload).hexdigest():
+        raise SignatureError("Rekor entry is for another payload (its sha256 differs from the payload's)")
+    if record.signature != signature:
+        raise SignatureError("Rekor entry records a different signature")
