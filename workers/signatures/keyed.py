@@ -15,8 +15,6 @@ Authentication comes before interpretation: nothing from the payload is believed
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,7 +22,13 @@ from cryptography.hazmat.primitives import serialization
 
 from workers.domain import Descriptor, Digest, sha256_digest
 from workers.errors import SignatureError
-from workers.signatures.keys import PublicKey, decode_base64, load_public_key, load_public_key_file
+from workers.signatures.keys import (
+    PublicKey,
+    decode_base64,
+    load_public_key,
+    load_public_key_file,
+    strict_b64decode,
+)
 from workers.signatures.model import SignatureCheck, SignatureFormat, SignatureKind
 from workers.signatures.rekor import (
     RekorEntry,
@@ -208,10 +212,7 @@ def _dsse_base64(value: object, what: str) -> bytes:
     if not isinstance(value, str) or not value:
         raise SignatureError(f"{what} is missing, empty or not a string")
     for altchars in (None, b"-_"):
-        try:
-            decoded = base64.b64decode(value, altchars=altchars, validate=True)
-        except (binascii.Error, ValueError):
-            continue
+        decoded = strict_b64decode(value, altchars)
         if decoded:
             return decoded
     raise SignatureError(f"{what} is not valid base64")

@@ -140,6 +140,16 @@ def load_der_public_key(der: bytes, name: str | None = None, *, error: type[Exce
     return from_key_object(key, name, error=error)
 
 
+def strict_b64decode(text: str, altchars: bytes | None = None) -> bytes | None:
+    """Padded base64 as Go's encodings decode it, or None: Python alone would accept excess padding ("QUJD=")."""
+    if len(text) % 4:
+        return None
+    try:
+        return base64.b64decode(text, altchars=altchars, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
 def decode_base64(value: object, what: str) -> bytes:
     """Standard base64 as cosign writes it (padding required, no stray characters); non-empty.
 
@@ -149,11 +159,10 @@ def decode_base64(value: object, what: str) -> bytes:
         raise SignatureError(f"{what} is missing or not a string")
     if not value.strip():
         raise SignatureError(f"{what} is empty")
-    try:
-        # Go's StdEncoding skips CR and LF, so a wrapped value is tolerated; anything else outside the alphabet is not.
-        decoded = base64.b64decode(value.replace("\r", "").replace("\n", ""), validate=True)
-    except (binascii.Error, ValueError):
-        raise SignatureError(f"{what} is not valid base64") from None
+    # Go's StdEncoding skips CR and LF, so a wrapped value is tolerated; anything else outside the alphabet is not.
+    decoded = strict_b64decode(value.replace("\r", "").replace("\n", ""))
+    if decoded is None:
+        raise SignatureError(f"{what} is not valid base64")
     if not decoded:
         raise SignatureError(f"{what} is empty")
     return decoded
