@@ -64,9 +64,14 @@ def _load_pem_certificates(text: object, what: str) -> list[x509.Certificate]:
     if len(data) > MAX_PEM_BYTES:
         raise SignatureError(f"{what} is {len(data)} bytes, more than {MAX_PEM_BYTES}")
     try:
-        return x509.load_pem_x509_certificates(data)
-    except ValueError as exc:
+        certs = x509.load_pem_x509_certificates(data)
+        for cert in certs:
+            # cryptography parses extensions and keys lazily; a malformed one must fail here, as a reason.
+            _ = cert.extensions
+            cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise SignatureError(f"{what} is not PEM certificates: {str(exc)[:200]}") from None
+    return certs
 
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:

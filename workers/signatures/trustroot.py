@@ -136,7 +136,9 @@ def _authority(obj: Any, where: str) -> CertificateAuthority:
         cert_where = f"{where}.certChain.certificates[{index}]"
         der = _b64(raw.get("rawBytes") if isinstance(raw, dict) else None, f"{cert_where}.rawBytes")
         try:
-            certs.append(x509.load_der_x509_certificate(der))
+            cert = x509.load_der_x509_certificate(der)
+            _ = cert.extensions  # parsed lazily: fail at load, not in the middle of a verification
+            certs.append(cert)
         except ValueError as exc:
             raise ConfigError(f"{cert_where} is not a DER certificate: {str(exc)[:200]}") from None
     uri = obj.get("uri", "")
