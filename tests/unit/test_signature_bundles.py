@@ -232,7 +232,7 @@ def test_statement_and_payload_binding() -> None:
     assert simple_signing_problem(spec_case, DIGEST) is None
     wrong_type = simple_signing_payload(DIGEST, signature_type="something else")
     assert simple_signing_problem(wrong_type, DIGEST) == (
-        "simple-signing type is 'something else', not 'cosign container image signature'"
+        "payload type is 'something else', not 'cosign container image signature'"
     )
     assert simple_signing_problem(b"{}", DIGEST) == "simple-signing payload has no 'critical' object"
 

@@ -35,8 +35,9 @@ from sigstore.models import Bundle, InvalidBundle, TrustedRoot
 from sigstore.verify import Verifier
 
 from workers.domain import Digest
-from workers.errors import ConfigError
+from workers.errors import ConfigError, SignatureError
 from workers.signatures.model import SignatureCheck, SignatureFormat, SignatureKind
+from workers.signatures.simplesigning import bind_payload
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPES = frozenset({"https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1"})
 COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
-SIMPLE_SIGNING_TYPE = "cosign container image signature"
 MAX_REASON = 400  # sigstore's messages can embed whole certificates; records keep a readable sentence
 
 # Fulcio's certificate extensions (https://github.com/sigstore/fulcio/blob/main/docs/oid-info.md).
@@ -431,36 +431,13 @@ class BundleVerifier:
 def simple_signing_problem(payload: bytes, subject: Digest) -> str | None:
     """Why a (signature-verified) simple-signing payload does not bind to ``subject``; None when it does.
 
-    Keys are matched case-insensitively, as cosign (Go's encoding/json) does: the spec's own example writes
-    ``Docker-manifest-digest``.
+    The same strict parser as the legacy ``.sig`` verifiers (keys folded as Go does, duplicates refused).
     """
     try:
-        document = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return "simple-signing payload is not JSON"
-    critical = _lookup(document, "critical")
-    if not isinstance(critical, dict):
-        return "simple-signing payload has no 'critical' object"
-    kind = _lookup(critical, "type")
-    if kind != SIMPLE_SIGNING_TYPE:
-        return f"simple-signing type is {_printable(str(kind))!r}, not {SIMPLE_SIGNING_TYPE!r}"
-    image = _lookup(critical, "image")
-    named = _lookup(image, "docker-manifest-digest") if isinstance(image, dict) else None
-    if not isinstance(named, str):
-        return "simple-signing payload names no docker-manifest-digest"
-    if named != subject:
-        return f"payload is for {_printable(named, 80)}, not {subject}"
-    return None
-
-
-def _lookup(document: Any, key: str) -> Any:
-    if not isinstance(document, dict):
-        return None
-    if key in document:
-        return document[key]
-    for name, value in document.items():
-        if isinstance(name, str) and name.lower() == key:
-            return value
+        bind_payload(payload, subject)
+    except SignatureError as exc:
+        message = str(exc)
+        return f"{message}, not {subject}" if message.startswith("payload is for ") else message
     return None
 
 
