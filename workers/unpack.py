@@ -8,20 +8,19 @@ chunks and each file's content is read only up to the scan cap.
 from __future__ import annotations
 
 import hashlib
-import io
-import tarfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from types import ModuleType
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO
 
 import zstandard
 
 from workers.domain import Digest, clip_evidence
 from workers.errors import LimitExceeded, UnsafeArchiveError
 from workers.settings import UnpackLimits
+from workers.tarstream import TarFormatError, TarMember, TarStream
 
 _gzip: ModuleType  # the gzip inflater: isal.isal_zlib when importable, else the stdlib's zlib
 try:
@@ -36,9 +35,6 @@ except ImportError:  # pragma: no cover - isal is pinned; zlib keeps the unpacke
 _GZIP_ERRORS: tuple[type[Exception], ...] = (zlib.error, _gzip.error)
 
 CHUNK = 1 << 20  # bytes per read from the blob and per decompression step
-# tarfile's stream mode copies what is left of its buffer on every read (each 512-byte header included), so
-# a 1 MiB buffer made it cost more than decompression; 64 KiB keeps those copies small and calls few.
-TAR_BUFSIZE = 64 << 10
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 WHITEOUT_PREFIX = ".wh."
@@ -235,26 +231,6 @@ class _DecodedStream:
             pass
 
 
-def _read_exactly(handle: IO[bytes], size: int) -> bytes:
-    """``size`` bytes of a member, read in CHUNK pieces into one buffer.
-
-    One large read goes through tarfile's buffer joins and slices and BufferedReader's own buffer: three
-    copies of a file at the 64 MiB cap alive at once. Pieces appended to a BytesIO, whose getvalue() hands
-    over its buffer without copying, keep the peak near ``size``.
-    """
-    if size <= CHUNK:
-        return handle.read(size)
-    out = io.BytesIO()
-    left = size
-    while left > 0:
-        piece = handle.read(min(CHUNK, left))
-        if not piece:
-            break  # tarfile itself raises on a truncated member; never loop on an empty read
-        out.write(piece)
-        left -= len(piece)
-    return out.getvalue()
-
-
 def normalise_path(name: str) -> tuple[str | None, str | None]:
     """(normalised path, None) or (None, refusal reason); ("", None) is the image root itself."""
     if "\x00" in name:
@@ -300,17 +276,9 @@ class LayerReader:
         self.refusals.append(Refusal(path=clip_evidence(name, 300), reason=reason))
 
     def __iter__(self) -> Iterator[tuple[LayerEntry, bytes | None]]:
-        try:
-            # Stream mode never seeks; the decoded stream is closed by draining it below.
-            tar = tarfile.open(fileobj=self._decoded, mode="r|", bufsize=TAR_BUFSIZE)  # type: ignore[call-overload]  # noqa: SIM115
-        except tarfile.ReadError as exc:
-            if self._decoded.total == 0:
-                raise UnsafeArchiveError(f"empty {self.compression.value} layer: no tar stream") from None
-            raise UnsafeArchiveError(f"not a tar stream: {exc}") from None
+        tar = TarStream(self._decoded)
         try:
             for member in tar:
-                # Stream mode keeps every TarInfo it has seen; drop them so memory does not grow with entries.
-                tar.members.clear()
                 self._entries += 1
                 if self._entries > self.limits.max_entries:
                     raise LimitExceeded(f"entry count cap: more than {self.limits.max_entries} entries")
@@ -325,13 +293,13 @@ class LayerReader:
                             f"file size cap: /{entry.path} is {member.size} bytes "
                             f"(more than {self.limits.max_file_bytes})"
                         )
-                    handle = tar.extractfile(member)
-                    # Ask for the exact length: BufferedReader.read(n) allocates n bytes up front, which for
-                    # the 64 MiB cap meant a large allocation and release per file, however small the file.
-                    wanted = min(member.size, self.limits.scan_file_bytes)
-                    content = _read_exactly(handle, wanted) if handle is not None else b""
+                    content = tar.read(min(member.size, self.limits.scan_file_bytes))
                 yield entry, content
-        except (tarfile.TarError, EOFError) as exc:
+        except TarFormatError as exc:
+            if self._decoded.total == 0:
+                raise UnsafeArchiveError(f"empty {self.compression.value} layer: no tar stream") from None
+            if tar.headers_seen == 0:
+                raise UnsafeArchiveError(f"not a tar stream: {exc}") from None
             raise UnsafeArchiveError(f"malformed or truncated tar stream: {exc}") from None
         self._decoded.drain()
         self._stats = LayerStats(
@@ -343,7 +311,7 @@ class LayerReader:
             diff_id=Digest("sha256:" + self._decoded.sha256.hexdigest()),
         )
 
-    def _accept(self, member: tarfile.TarInfo) -> LayerEntry | None:
+    def _accept(self, member: TarMember) -> LayerEntry | None:
         """Normalise one member, or record why it is refused (None)."""
         name = member.name
         if len(name) > self.limits.max_path_length:
