@@ -22,15 +22,16 @@ from tests.support.sigstore import (
 )
 from workers.domain import Digest, MediaType, parse_digest, sha256_digest
 from workers.registry import RegistryClient
-from workers.signatures.bundles import BundleVerifier, SignerPolicy
+from workers.signatures.bundles import BundleVerifier
 from workers.signatures.discovery import discover, signature_subject
+from workers.signatures.identity import IdentityPolicy
 from workers.signatures.model import SignatureKind
 
 pytestmark = pytest.mark.functional
 
 REPO = "team/app"
 SLSA = "https://slsa.dev/provenance/v1"
-POLICY = SignerPolicy(issuer=DEFAULT_ISSUER, identity=DEFAULT_IDENTITY)
+POLICY = IdentityPolicy(issuer=DEFAULT_ISSUER, subject=DEFAULT_IDENTITY)
 APP = tar_layer({"usr/local/bin/app": b"#!/bin/sh\necho signed\n"})
 
 
@@ -185,6 +186,6 @@ def test_rejected_and_ignored_referrers(
     verifier = BundleVerifier.from_trusted_root(private_sigstore.trusted_root_path)
     checks = [verifier.verify(b.bundle, image, POLICY, source=b.source) for b in found.bundles]
     assert [check.verified for check in checks] == [False, False, False]
-    assert checks[0].reason.startswith("signer not allowed: identity is evil@example.com")
+    assert checks[0].reason.startswith("signer not allowed: identity evil@example.com does not match")
     assert checks[1].reason.startswith("certificate does not chain to the trusted root")
-    assert checks[2].reason == f"statement subject is {other_digest}, not {image}"
+    assert checks[2].reason == f"statement is for {other_digest}, not {image}"

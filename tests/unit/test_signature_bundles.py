@@ -18,15 +18,10 @@ from tests.support.sigstore import (
     tamper_dsse_payload,
 )
 from workers.domain import sha256_digest
-from workers.errors import ConfigError
-from workers.signatures.bundles import (
-    BundleVerifier,
-    SignerPolicy,
-    certificate_identity,
-    load_trusted_root,
-    parse_statement,
-    simple_signing_problem,
-)
+from workers.errors import ConfigError, SignatureError
+from workers.signatures.bundles import BundleVerifier, load_trusted_root, simple_signing_problem
+from workers.signatures.identity import IdentityPolicy, certificate_identity
+from workers.signatures.intoto import bind_statement, parse_statement
 from workers.signatures.model import SignatureFormat, SignatureKind
 
 DIGEST = sha256_digest(b"the image manifest")
@@ -34,7 +29,7 @@ OTHER = sha256_digest(b"another image manifest")
 SLSA = "https://slsa.dev/provenance/v1"
 WORKFLOW = "https://github.com/org/app/.github/workflows/release.yml@refs/heads/main"
 GITHUB = "https://token.actions.githubusercontent.com"
-POLICY = SignerPolicy(issuer=DEFAULT_ISSUER, identity=DEFAULT_IDENTITY)
+POLICY = IdentityPolicy(issuer=DEFAULT_ISSUER, subject=DEFAULT_IDENTITY)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +38,7 @@ def verifier(private_sigstore: PrivateSigstore) -> BundleVerifier:
 
 
 def _check_simple(
-    verifier: BundleVerifier, sigstore: PrivateSigstore, policy: SignerPolicy = POLICY, **issue: str
+    verifier: BundleVerifier, sigstore: PrivateSigstore, policy: IdentityPolicy = POLICY, **issue: str
 ) -> tuple[bool, str]:
     payload = simple_signing_payload(DIGEST)
     bundle = sigstore.simple_signing_bundle(payload, leaf=sigstore.issue(**issue))
@@ -85,10 +80,13 @@ def test_attestation_with_other_predicate(verifier: BundleVerifier, private_sigs
 
 def test_wrong_identity_and_issuer(verifier: BundleVerifier, private_sigstore: PrivateSigstore) -> None:
     ok, reason = _check_simple(verifier, private_sigstore, identity="evil@example.com")
-    assert not ok and reason == "signer not allowed: identity is evil@example.com, policy requires dev@example.com"
+    assert not ok and reason == "signer not allowed: identity evil@example.com does not match subject dev@example.com"
     ok, reason = _check_simple(verifier, private_sigstore, issuer="https://evil.example")
     assert not ok
-    assert reason == "signer not allowed: issuer is https://evil.example, policy requires https://issuer.example.com"
+    assert reason == (
+        "signer not allowed: identity dev@example.com does not match issuer https://issuer.example.com"
+        " (certificate issuer https://evil.example)"
+    )
 
 
 def test_rejected_check_carries_no_signer_fields(verifier: BundleVerifier, private_sigstore: PrivateSigstore) -> None:
@@ -99,18 +97,18 @@ def test_rejected_check_carries_no_signer_fields(verifier: BundleVerifier, priva
 
 
 def test_identity_regexp_is_anchored(verifier: BundleVerifier, private_sigstore: PrivateSigstore) -> None:
-    policy = SignerPolicy(issuer=GITHUB, identity_regexp=r"https://github\.com/org/app/\.github/workflows/.*")
+    policy = IdentityPolicy(issuer=GITHUB, subject_regexp=r"https://github\.com/org/app/\.github/workflows/.*")
     assert _check_simple(verifier, private_sigstore, policy, identity=WORKFLOW, issuer=GITHUB)[0]
     evil = "https://github.com/evil/x?https://github.com/org/app/.github/workflows/a"
     ok, reason = _check_simple(verifier, private_sigstore, policy, identity=evil, issuer=GITHUB)
-    assert not ok and "policy requires a match of" in reason  # re.search would have accepted this one
+    assert not ok and "does not match subject regexp" in reason  # re.search would have accepted this one
     ok, _ = _check_simple(verifier, private_sigstore, policy, identity="https://github.com/org/other/x", issuer=GITHUB)
     assert not ok
 
 
 def test_workflow_repository_and_ref(verifier: BundleVerifier, private_sigstore: PrivateSigstore) -> None:
-    policy = SignerPolicy(
-        issuer=GITHUB, identity=WORKFLOW, workflow_repository="org/app", workflow_ref="refs/heads/main"
+    policy = IdentityPolicy(
+        issuer=GITHUB, subject=WORKFLOW, workflow_repository="org/app", workflow_ref="refs/heads/main"
     )
     leaf_args = {"identity": WORKFLOW, "issuer": GITHUB, "workflow_repository": "org/app"}
     payload = simple_signing_payload(DIGEST)
@@ -121,9 +119,9 @@ def test_workflow_repository_and_ref(verifier: BundleVerifier, private_sigstore:
     assert check.verified, check.reason
     assert (check.workflow_repository, check.workflow_ref) == ("org/app", "refs/heads/main")
     ok, reason = _check_simple(verifier, private_sigstore, policy, **leaf_args, workflow_ref="refs/heads/dev")
-    assert not ok and "workflow ref is refs/heads/dev, policy requires refs/heads/main" in reason
+    assert not ok and "does not match workflow ref refs/heads/main (certificate has refs/heads/dev)" in reason
     ok, reason = _check_simple(verifier, private_sigstore, policy, identity=WORKFLOW, issuer=GITHUB)
-    assert not ok and "workflow repository is absent" in reason
+    assert not ok and "does not match workflow repository org/app (certificate has None)" in reason
 
 
 def test_payload_for_another_digest(verifier: BundleVerifier, private_sigstore: PrivateSigstore) -> None:
@@ -132,7 +130,7 @@ def test_payload_for_another_digest(verifier: BundleVerifier, private_sigstore: 
     check = verifier.verify(bundle, DIGEST, POLICY, source="r", payload=payload)
     assert not check.verified and check.reason == f"payload is for {OTHER}, not {DIGEST}"
     check = verifier.verify(private_sigstore.sign_image_bundle(OTHER), DIGEST, POLICY, source="r")
-    assert not check.verified and check.reason == f"statement subject is {OTHER}, not {DIGEST}"
+    assert not check.verified and check.reason == f"statement is for {OTHER}, not {DIGEST}"
 
 
 def test_tampered_payloads(verifier: BundleVerifier, private_sigstore: PrivateSigstore) -> None:
@@ -215,16 +213,16 @@ def test_statement_and_payload_binding() -> None:
         "predicateType": "p",
         "subject": [{"digest": {"sha256": hex_value}}],
     }
-    assert parse_statement(json.dumps(good).encode(), DIGEST)[0] == good
+    assert parse_statement(json.dumps(good).encode()) == good
+    assert _statement_problem(json.dumps(good).encode()) is None
     assert (
-        parse_statement(json.dumps({**good, "_type": "x"}).encode(), DIGEST)[1] == "unknown in-toto statement type 'x'"
+        _statement_problem(json.dumps({**good, "_type": "x"}).encode())
+        == "statement _type is 'x', not an in-toto Statement v0.1 or v1"
     )
-    assert (
-        parse_statement(json.dumps({**good, "subject": []}).encode(), DIGEST)[1] == "in-toto statement has no subject"
-    )
+    assert _statement_problem(json.dumps({**good, "subject": []}).encode()) == "statement has no subject list"
     no_sha = {**good, "subject": [{"digest": {"sha512": "00"}}]}
-    assert parse_statement(json.dumps(no_sha).encode(), DIGEST)[1] == "in-toto statement has no sha256 subject digest"
-    assert parse_statement(b"\xff", DIGEST)[1] == "in-toto statement is not JSON"
+    assert _statement_problem(json.dumps(no_sha).encode()) == f"statement is for sha512:00, not {DIGEST}"
+    assert _statement_problem(b"\xff") == "in-toto statement is not UTF-8: invalid start byte at byte 0"
     spec_case = b'{"critical":{"identity":{},"image":{"Docker-manifest-digest":"%s"},"Type":"%s"}}' % (
         DIGEST.encode(),
         b"cosign container image signature",
@@ -237,23 +235,32 @@ def test_statement_and_payload_binding() -> None:
     assert simple_signing_problem(b"{}", DIGEST) == "simple-signing payload has no 'critical' object"
 
 
+def _statement_problem(payload: bytes) -> str | None:
+    """Why ``payload`` is not an in-toto Statement about DIGEST, as the bundle verifier reports it; None if it is."""
+    try:
+        bind_statement(parse_statement(payload), DIGEST)
+    except SignatureError as exc:
+        return str(exc)
+    return None
+
+
 def test_certificate_identity_fields(private_sigstore: PrivateSigstore) -> None:
     leaf = private_sigstore.issue(WORKFLOW, GITHUB, workflow_repository="org/app", workflow_ref="refs/tags/v1")
     found = certificate_identity(leaf.certificate)
-    assert found.sans == (WORKFLOW,) and found.issuer == GITHUB
+    assert found.subject == WORKFLOW and found.issuer == GITHUB
     assert (found.workflow_repository, found.workflow_ref) == ("org/app", "refs/tags/v1")
 
 
 def test_signer_policy_is_validated() -> None:
     with pytest.raises(ConfigError, match="issuer"):
-        SignerPolicy(issuer="", identity="a@b")
+        IdentityPolicy(issuer="", subject="a@b")
     with pytest.raises(ConfigError, match="exactly one"):
-        SignerPolicy(issuer=GITHUB)
+        IdentityPolicy(issuer=GITHUB)
     with pytest.raises(ConfigError, match="exactly one"):
-        SignerPolicy(issuer=GITHUB, identity="a@b", identity_regexp=".*")
+        IdentityPolicy(issuer=GITHUB, subject="a@b", subject_regexp=".*")
     with pytest.raises(ConfigError, match="does not compile"):
-        SignerPolicy(issuer=GITHUB, identity_regexp="(")
-    assert SignerPolicy(issuer=GITHUB, identity_regexp="a.*").describe() == f"/a.*/ from {GITHUB}"
+        IdentityPolicy(issuer=GITHUB, subject_regexp="(")
+    assert IdentityPolicy(issuer=GITHUB, subject_regexp="a.*").describe() == f"/a.*/ from {GITHUB}"
 
 
 def test_trusted_roots_load_offline(tmp_path: Path, private_sigstore: PrivateSigstore) -> None:

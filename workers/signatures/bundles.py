@@ -8,8 +8,9 @@ Two contents are accepted, both keyless (a Fulcio-style leaf certificate in the 
    (v1 or v0.1) must have a subject whose digest is the image digest. cosign v3 ``sign`` makes such a
    Statement with predicateType ``https://sigstore.dev/cosign/sign/v1``; any other predicate is an attestation.
 
-Who may sign is a :class:`SignerPolicy` (exact identity or an anchored identity regexp, issuer, GitHub
-workflow repository/ref), checked inside sigstore's verification as its ``VerificationPolicy``. Every failure,
+Who may sign is an :class:`~workers.signatures.identity.IdentityPolicy` (exact subject or an anchored subject
+regexp, issuer, GitHub workflow repository/ref), checked inside sigstore's verification as its
+``VerificationPolicy`` (:class:`SigstorePolicy`). Every failure,
 expected or not, becomes ``verified=False`` with a reason; nothing here raises to its caller for a bad bundle.
 """
 
@@ -19,245 +20,70 @@ import base64
 import contextlib
 import json
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.x509.oid import ObjectIdentifier
 from sigstore.errors import CertValidationError, VerificationError
 from sigstore.errors import Error as SigstoreError
 from sigstore.models import Bundle, InvalidBundle, TrustedRoot
 from sigstore.verify import Verifier
+from sigstore_models.trustroot.v1 import TrustedRoot as TrustedRootMessage
 
 from workers.domain import Digest
 from workers.errors import ConfigError, SignatureError
-from workers.signatures.model import SignatureCheck, SignatureFormat, SignatureKind
+from workers.signatures.identity import IdentityPolicy, certificate_identity
+from workers.signatures.intoto import IN_TOTO_PAYLOAD_TYPE, bind_statement, parse_statement
+from workers.signatures.model import SignatureCheck, SignatureFormat, SignatureKind, printable
 from workers.signatures.simplesigning import bind_payload
+from workers.signatures.trustroot import read_trusted_root
 
 log = logging.getLogger(__name__)
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
-IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
-STATEMENT_TYPES = frozenset({"https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1"})
 COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
 MAX_REASON = 400  # sigstore's messages can embed whole certificates; records keep a readable sentence
-
-# Fulcio's certificate extensions (https://github.com/sigstore/fulcio/blob/main/docs/oid-info.md).
-_OID_ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")  # raw string
-_OID_WORKFLOW_REPOSITORY = ObjectIdentifier("1.3.6.1.4.1.57264.1.5")  # raw string, deprecated by .12
-_OID_WORKFLOW_REF = ObjectIdentifier("1.3.6.1.4.1.57264.1.6")  # raw string, deprecated by .14
-_OID_OTHERNAME_SAN = ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
-_OID_ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")  # DER UTF8String
-_OID_SOURCE_REPOSITORY_URI = ObjectIdentifier("1.3.6.1.4.1.57264.1.12")  # DER UTF8String
-_OID_SOURCE_REPOSITORY_REF = ObjectIdentifier("1.3.6.1.4.1.57264.1.14")  # DER UTF8String
-_GITHUB_PREFIX = "https://github.com/"
-
-# The production trusted root that ships inside sigstore (the TUF bootstrap copy). Reading it directly keeps
-# verification offline without the TUF cache directory that Verifier.production(offline=True) writes to.
-_EMBEDDED_PRODUCTION_ROOT = ("_store", "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev", "trusted_root.json")
 
 
 class SignerMismatch(VerificationError):
     """The certificate verified, but its identity, issuer or workflow is not one the policy allows."""
 
 
-# ---------------------------------------------------------------------------------------------- identity
+# ---------------------------------------------------------------------------------------------- policy and root
 
 
 @dataclass(frozen=True)
-class CertificateIdentity:
-    """What a keyless signing certificate says about its signer (unverified until the chain is)."""
+class SigstorePolicy:
+    """An :class:`IdentityPolicy` as sigstore's ``VerificationPolicy``: checked inside sigstore's verification."""
 
-    sans: tuple[str, ...]
-    issuer: str | None
-    workflow_repository: str | None
-    workflow_ref: str | None
-    issuer_conflict: bool = False  # the v1 and v2 issuer extensions disagree
-
-
-def _extension_value(cert: x509.Certificate, oid: ObjectIdentifier) -> bytes | None:
-    try:
-        value = cert.extensions.get_extension_for_oid(oid).value
-    except x509.ExtensionNotFound:
-        return None
-    return value.value if isinstance(value, x509.UnrecognizedExtension) else None
-
-
-def _der_utf8(raw: bytes) -> str | None:
-    """A DER UTF8String (tag 0x0C) as text; None when ``raw`` is not exactly one."""
-    if len(raw) < 2 or raw[0] != 0x0C:
-        return None
-    length, offset = raw[1], 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or len(raw) < 2 + count:
-            return None
-        length, offset = int.from_bytes(raw[2 : 2 + count], "big"), 2 + count
-    if offset + length != len(raw):
-        return None
-    try:
-        return raw[offset:].decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-def _raw_text(raw: bytes | None) -> str | None:
-    if raw is None:
-        return None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-def certificate_identity(cert: x509.Certificate) -> CertificateIdentity:
-    """The SANs (email, URI, Sigstore otherName), OIDC issuer and GitHub workflow fields of ``cert``.
-
-    The issuer is read from the v2 extension (DER) and the v1 one (raw); Fulcio writes both, and when both
-    are present they must agree, or the certificate is treated as naming no usable issuer.
-    """
-    sans: list[str] = []
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        san = None
-    if san is not None:
-        sans.extend(san.get_values_for_type(x509.RFC822Name))
-        sans.extend(san.get_values_for_type(x509.UniformResourceIdentifier))
-        for other in san.get_values_for_type(x509.OtherName):
-            if other.type_id == _OID_OTHERNAME_SAN:
-                text = _der_utf8(other.value) or _raw_text(other.value)
-                if text:
-                    sans.append(text)
-    issuer_v1 = _raw_text(_extension_value(cert, _OID_ISSUER_V1))
-    raw_v2 = _extension_value(cert, _OID_ISSUER_V2)
-    issuer_v2 = _der_utf8(raw_v2) if raw_v2 is not None else None
-    conflict = issuer_v1 is not None and issuer_v2 is not None and issuer_v1 != issuer_v2
-    repository = _raw_text(_extension_value(cert, _OID_WORKFLOW_REPOSITORY))
-    if repository is None:
-        raw_uri = _extension_value(cert, _OID_SOURCE_REPOSITORY_URI)
-        uri = _der_utf8(raw_uri) if raw_uri is not None else None
-        if uri and uri.startswith(_GITHUB_PREFIX):
-            repository = uri.removeprefix(_GITHUB_PREFIX)
-    ref = _raw_text(_extension_value(cert, _OID_WORKFLOW_REF))
-    if ref is None:
-        raw_ref = _extension_value(cert, _OID_SOURCE_REPOSITORY_REF)
-        ref = _der_utf8(raw_ref) if raw_ref is not None else None
-    return CertificateIdentity(
-        sans=tuple(sans),
-        issuer=None if conflict else (issuer_v2 or issuer_v1),
-        workflow_repository=repository,
-        workflow_ref=ref,
-        issuer_conflict=conflict,
-    )
-
-
-@dataclass(frozen=True)
-class SignerPolicy:
-    """Who may sign: an issuer and an exact identity or an identity regexp, optionally a GitHub workflow.
-
-    The regexp must match a whole SAN (``re.fullmatch``): cosign's ``--certificate-identity-regexp`` searches
-    unanchored, which lets ``https://github.com/org/`` match ``https://github.com/org/../evil``-style names
-    and other repositories that merely contain the pattern; write ``.*`` where a prefix or suffix may vary.
-    It is also sigstore's ``VerificationPolicy``: :meth:`verify` runs inside sigstore's verification.
-    """
-
-    issuer: str
-    identity: str | None = None
-    identity_regexp: str | None = None
-    workflow_repository: str | None = None
-    workflow_ref: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.issuer, str) or not self.issuer:
-            raise ConfigError("signer policy needs an issuer")
-        if (self.identity is None) == (self.identity_regexp is None):
-            raise ConfigError("signer policy needs exactly one of identity and identity_regexp")
-        if self.identity is not None and not self.identity:
-            raise ConfigError("signer policy identity is empty")
-        if self.identity_regexp is not None:
-            if not self.identity_regexp:
-                raise ConfigError("signer policy identity_regexp is empty")
-            try:
-                re.compile(self.identity_regexp)
-            except re.error as exc:
-                raise ConfigError(f"signer policy identity_regexp does not compile: {exc}") from None
-        for name in ("workflow_repository", "workflow_ref"):
-            value = getattr(self, name)
-            if value is not None and not value:
-                raise ConfigError(f"signer policy {name} is empty")
-
-    def describe(self) -> str:
-        """The policy in one line, for reasons."""
-        who = self.identity if self.identity is not None else f"/{self.identity_regexp}/"
-        parts = [f"{who} from {self.issuer}"]
-        if self.workflow_repository:
-            parts.append(f"repository {self.workflow_repository}")
-        if self.workflow_ref:
-            parts.append(f"ref {self.workflow_ref}")
-        return ", ".join(parts)
-
-    def identity_matches(self, sans: tuple[str, ...]) -> bool:
-        """True when one of ``sans`` is the identity, or wholly matches the regexp."""
-        if self.identity is not None:
-            return self.identity in sans
-        pattern = re.compile(self.identity_regexp or "")
-        return any(pattern.fullmatch(san) for san in sans)
+    policy: IdentityPolicy
 
     def verify(self, cert: x509.Certificate) -> None:
-        """Raise :class:`SignerMismatch` unless ``cert``'s signer is allowed (sigstore's policy protocol)."""
-        found = certificate_identity(cert)
-        if found.issuer_conflict:
-            raise SignerMismatch("certificate's v1 and v2 OIDC issuer extensions disagree")
-        if found.issuer is None:
-            raise SignerMismatch("certificate names no OIDC issuer")
-        if found.issuer != self.issuer:
-            raise SignerMismatch(f"issuer is {found.issuer}, policy requires {self.issuer}")
-        if not self.identity_matches(found.sans):
-            shown = ", ".join(found.sans) or "none"
-            wanted = self.identity if self.identity is not None else f"a match of /{self.identity_regexp}/"
-            raise SignerMismatch(f"identity is {shown}, policy requires {wanted}")
-        if self.workflow_repository is not None and found.workflow_repository != self.workflow_repository:
-            raise SignerMismatch(
-                f"workflow repository is {found.workflow_repository or 'absent'}, "
-                f"policy requires {self.workflow_repository}"
-            )
-        if self.workflow_ref is not None and found.workflow_ref != self.workflow_ref:
-            raise SignerMismatch(
-                f"workflow ref is {found.workflow_ref or 'absent'}, policy requires {self.workflow_ref}"
-            )
-
-
-# ---------------------------------------------------------------------------------------------- trust roots
+        """Raise :class:`SignerMismatch` unless ``cert``'s signer is one the policy allows."""
+        try:
+            found = certificate_identity(cert)
+        except SignatureError as exc:  # malformed extensions or disagreeing issuers: the certificate names nobody
+            raise SignerMismatch(str(exc)) from None
+        mismatch = self.policy.mismatch(found)
+        if mismatch is not None:
+            raise SignerMismatch(mismatch)
 
 
 def load_trusted_root(path: Path | None) -> TrustedRoot:
-    """The operator's ``trusted_root.json`` (a private Sigstore), or the production root shipped with sigstore.
+    """sigstore's view of the operator's ``trusted_root.json`` (a private Sigstore), or of the production root.
 
-    Neither touches the network or the TUF cache. ConfigError when the file is missing or not a trusted root.
+    Found and read by :func:`trustroot.read_trusted_root`; neither touches the network or the TUF cache.
+    ConfigError when the file is missing or not a trusted root.
     """
-    if path is None:
-        embedded = resources.files("sigstore").joinpath(*_EMBEDDED_PRODUCTION_ROOT)
-        try:
-            with resources.as_file(embedded) as located:
-                return TrustedRoot.from_file(str(located))
-        except FileNotFoundError:
-            raise ConfigError(
-                "the installed sigstore ships no embedded production trusted_root.json; configure a trusted root file"
-            ) from None
-        except Exception as exc:
-            raise ConfigError(f"the embedded production trusted root does not load: {_short(exc)}") from None
+    data, source = read_trusted_root(path)
     try:
-        return TrustedRoot.from_file(str(path))
-    except OSError as exc:
-        raise ConfigError(f"trusted root {path}: {exc.strerror or exc}") from None
+        # What TrustedRoot.from_file does after reading the file, here over bytes read in one place.
+        return TrustedRoot(TrustedRootMessage.from_json(data))
     except Exception as exc:  # pydantic validation or sigstore's own media-type refusal
-        raise ConfigError(f"trusted root {path} is not a Sigstore trusted root: {_short(exc)}") from None
+        raise ConfigError(f"{source} is not a Sigstore trusted root: {_short(exc)}") from None
 
 
 # ---------------------------------------------------------------------------------------------- verification
@@ -291,7 +117,7 @@ class BundleVerifier:
         self,
         bundle: bytes,
         subject: Digest,
-        policy: SignerPolicy,
+        policy: IdentityPolicy,
         *,
         source: str,
         payload: bytes | None = None,
@@ -326,9 +152,9 @@ class BundleVerifier:
             format, subject, source, outcome, bundle=parsed if outcome.verified else None, document=document
         )
 
-    def _verify_message(self, bundle: Bundle, payload: bytes, subject: Digest, policy: SignerPolicy) -> _Outcome:
+    def _verify_message(self, bundle: Bundle, payload: bytes, subject: Digest, policy: IdentityPolicy) -> _Outcome:
         kind = SignatureKind.COSIGN_KEYLESS
-        failure = self._run(lambda: self._verifier.verify_artifact(payload, bundle, policy))
+        failure = self._run(lambda: self._verifier.verify_artifact(payload, bundle, SigstorePolicy(policy)))
         if failure:
             return _Outcome(False, failure, kind)
         problem = simple_signing_problem(payload, subject)
@@ -336,22 +162,26 @@ class BundleVerifier:
             return _Outcome(False, problem, kind)
         return _Outcome(True, f"simple-signing payload signed by {policy.describe()}", kind)
 
-    def _verify_dsse(self, bundle: Bundle, document: dict[str, Any], subject: Digest, policy: SignerPolicy) -> _Outcome:
+    def _verify_dsse(
+        self, bundle: Bundle, document: dict[str, Any], subject: Digest, policy: IdentityPolicy
+    ) -> _Outcome:
         kind = _guess(document)
         result: list[tuple[str, bytes]] = []
-        failure = self._run(lambda: result.append(self._verifier.verify_dsse(bundle, policy)))
+        failure = self._run(lambda: result.append(self._verifier.verify_dsse(bundle, SigstorePolicy(policy))))
         if failure:
             return _Outcome(False, failure, kind)
         payload_type, payload = result[0]
         if payload_type != IN_TOTO_PAYLOAD_TYPE:
             return _Outcome(
                 False,
-                f"DSSE payload type is {_printable(payload_type)}, not {IN_TOTO_PAYLOAD_TYPE}",
+                f"DSSE payload type is {printable(payload_type, 200)}, not {IN_TOTO_PAYLOAD_TYPE}",
                 kind,
             )
-        statement, problem = parse_statement(payload, subject)
-        if statement is None:
-            return _Outcome(False, problem, kind)
+        try:
+            statement = parse_statement(payload)
+            bind_statement(statement, subject)
+        except SignatureError as exc:
+            return _Outcome(False, str(exc), kind)
         predicate_type = statement["predicateType"]
         if predicate_type == COSIGN_SIGN_PREDICATE:
             return _Outcome(
@@ -362,7 +192,7 @@ class BundleVerifier:
             )
         return _Outcome(
             True,
-            f"attestation {_printable(predicate_type)} signed by {policy.describe()}",
+            f"attestation {printable(predicate_type, 200)} signed by {policy.describe()}",
             SignatureKind.ATTESTATION_KEYLESS,
             predicate_type,
             statement,
@@ -404,8 +234,8 @@ class BundleVerifier:
         integrated: datetime | None = None
         if bundle is not None and outcome.verified:
             found = certificate_identity(bundle.signing_certificate)
-            identity = found.sans[0] if found.sans else None
-            issuer, repository, ref = found.issuer, found.workflow_repository, found.workflow_ref
+            identity, issuer = found.subject, found.issuer
+            repository, ref = found.workflow_repository, found.workflow_ref
             log_index, integrated = _log_fields(document or {})
         return SignatureCheck(
             kind=outcome.kind,
@@ -441,37 +271,6 @@ def simple_signing_problem(payload: bytes, subject: Digest) -> str | None:
     return None
 
 
-def parse_statement(payload: bytes, subject: Digest) -> tuple[dict[str, Any] | None, str]:
-    """An in-toto Statement (v1 or v0.1) whose subjects include ``subject``; else None and the reason."""
-    try:
-        statement = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return None, "in-toto statement is not JSON"
-    if not isinstance(statement, dict):
-        return None, "in-toto statement is not a JSON object"
-    statement_type = statement.get("_type")
-    if statement_type not in STATEMENT_TYPES:
-        return None, f"unknown in-toto statement type {_printable(str(statement_type), 80)!r}"
-    predicate_type = statement.get("predicateType")
-    if not isinstance(predicate_type, str) or not predicate_type:
-        return None, "in-toto statement has no predicateType"
-    subjects = statement.get("subject")
-    if not isinstance(subjects, list) or not subjects:
-        return None, "in-toto statement has no subject"
-    algorithm, _, hex_value = subject.partition(":")
-    named: list[str] = []
-    for entry in subjects:
-        digests = entry.get("digest") if isinstance(entry, dict) else None
-        value = digests.get(algorithm) if isinstance(digests, dict) else None
-        if isinstance(value, str):
-            if value.lower() == hex_value:
-                return statement, ""
-            named.append(f"{algorithm}:{value}")
-    if not named:
-        return None, f"in-toto statement has no {algorithm} subject digest"
-    return None, f"statement subject is {_printable(', '.join(named), 160)}, not {subject}"
-
-
 # ---------------------------------------------------------------------------------------------- helpers
 
 
@@ -485,7 +284,7 @@ def _bundle_document(raw: bytes) -> dict[str, Any] | str:
         return "bundle is not a JSON object"
     media_type = document.get("mediaType")
     if not isinstance(media_type, str) or not media_type.startswith("application/vnd.dev.sigstore.bundle"):
-        return f"not a Sigstore bundle (mediaType {_printable(str(media_type), 80)!r})"
+        return f"not a Sigstore bundle (mediaType {printable(media_type, 80)!r})"
     return document
 
 
@@ -522,10 +321,5 @@ def _log_fields(document: dict[str, Any]) -> tuple[int | None, datetime | None]:
     return log_index, integrated
 
 
-def _printable(text: str, limit: int = 200) -> str:
-    cleaned = "".join(c if c.isprintable() else "?" for c in text)
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
-
-
 def _short(exc: BaseException) -> str:
-    return _printable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return printable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 200)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
@@ -21,6 +20,7 @@ OID_ISSUER_V2 = ObjectIdentifier(_FULCIO + "8")  # DER UTF8String, like every v2
 OID_SOURCE_REPOSITORY_URI = ObjectIdentifier(_FULCIO + "12")
 OID_SOURCE_REPOSITORY_DIGEST = ObjectIdentifier(_FULCIO + "13")
 OID_SOURCE_REPOSITORY_REF = ObjectIdentifier(_FULCIO + "14")
+_GITHUB_PREFIX = "https://github.com/"
 
 
 @dataclass(frozen=True)
@@ -90,36 +90,50 @@ def certificate_subject(cert: x509.Certificate) -> str:
     raise SignatureError("certificate SAN has no email, URI or Sigstore otherName")
 
 
+def _github_repository(source_uri: str | None) -> str | None:
+    # The v2 extension is a URL; only an exact https://github.com/ prefix maps onto the v1 "owner/repo" form
+    # (no port, userinfo, trailing slash or query folded away: what is left must equal the policy's value).
+    if source_uri is None or not source_uri.startswith(_GITHUB_PREFIX):
+        return None
+    return source_uri.removeprefix(_GITHUB_PREFIX) or None
+
+
+def _v1_else_v2(v1: str | None, v2: str | None) -> str | None:
+    return v1 if v1 is not None else v2
+
+
 def certificate_identity(cert: x509.Certificate) -> CertificateIdentity:
-    """Read the identity a Fulcio leaf certifies; SignatureError when it is malformed."""
+    """Read the identity a Fulcio leaf certifies; SignatureError when it is malformed.
+
+    Every extension read is parsed, used or not: a malformed one, or v1 and v2 issuers that disagree,
+    make the certificate ambiguous, and an ambiguous certificate names nobody.
+    """
     issuer_v1 = _raw(cert, OID_ISSUER_V1)
     issuer_v2 = _der(cert, OID_ISSUER_V2)
     if issuer_v1 is not None and issuer_v2 is not None and issuer_v1 != issuer_v2:
         # Fulcio writes the same issuer into both; disagreeing ones make the certificate ambiguous.
         raise SignatureError(f"certificate issuer extensions disagree ({issuer_v1!r} and {issuer_v2!r})")
-    repository = _raw(cert, OID_WORKFLOW_REPOSITORY)
-    if repository is None:
-        source_uri = _der(cert, OID_SOURCE_REPOSITORY_URI)
-        parts = urlsplit(source_uri) if source_uri else None
-        # The v2 extension is a URL; only github.com URLs map onto the v1 "owner/repo" form unambiguously.
-        if parts is not None and parts.scheme == "https" and parts.hostname == "github.com":
-            repository = parts.path.strip("/") or None
     return CertificateIdentity(
         subject=certificate_subject(cert),
         issuer=issuer_v2 if issuer_v2 is not None else issuer_v1,
-        workflow_repository=repository,
-        workflow_ref=_raw(cert, OID_WORKFLOW_REF) or _der(cert, OID_SOURCE_REPOSITORY_REF),
-        workflow_sha=_raw(cert, OID_WORKFLOW_SHA) or _der(cert, OID_SOURCE_REPOSITORY_DIGEST),
+        workflow_repository=_v1_else_v2(
+            _raw(cert, OID_WORKFLOW_REPOSITORY), _github_repository(_der(cert, OID_SOURCE_REPOSITORY_URI))
+        ),
+        workflow_ref=_v1_else_v2(_raw(cert, OID_WORKFLOW_REF), _der(cert, OID_SOURCE_REPOSITORY_REF)),
+        workflow_sha=_v1_else_v2(_raw(cert, OID_WORKFLOW_SHA), _der(cert, OID_SOURCE_REPOSITORY_DIGEST)),
     )
 
 
 @dataclass(frozen=True)
 class IdentityPolicy:
-    """Which keyless signers to accept: an exact subject and/or a subject regexp (full match), and an issuer.
+    """Which keyless signers to accept: an issuer and exactly one of an exact subject and a subject regexp.
 
-    ``workflow_repository`` and ``workflow_ref``, when set, must be present in the certificate and equal.
-    Like cosign's ``--certificate-identity``/``--certificate-oidc-issuer``, a policy without a subject
-    constraint or without an issuer is refused: it would accept anyone with an OIDC account.
+    The regexp must match the whole subject (``re.fullmatch``): cosign's ``--certificate-identity-regexp``
+    searches unanchored, which lets ``https://github.com/org/`` match other repositories that merely contain
+    it; write ``.*`` where a prefix or suffix may vary. ``workflow_repository`` and ``workflow_ref``, when
+    set, must be present in the certificate and equal. Like cosign's ``--certificate-identity``/
+    ``--certificate-oidc-issuer``, a policy without a subject constraint or without an issuer is refused:
+    it would accept anyone with an OIDC account. Bundles apply it through sigstore (``bundles.SigstorePolicy``).
     """
 
     issuer: str
@@ -130,15 +144,32 @@ class IdentityPolicy:
     _pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.issuer:
+        if not isinstance(self.issuer, str) or not self.issuer:
             raise ConfigError("identity policy needs an issuer")
-        if not self.subject and not self.subject_regexp:
-            raise ConfigError("identity policy needs a subject or a subject_regexp")
-        if self.subject_regexp:
+        if (self.subject is None) == (self.subject_regexp is None):
+            # Both at once reads as either-or to one operator and as both-must-hold to another.
+            raise ConfigError("identity policy needs a subject or a subject_regexp (exactly one of them)")
+        for name in ("subject", "subject_regexp", "workflow_repository", "workflow_ref"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"identity policy {name} is empty or not a string")
+        if self.subject_regexp is not None:
             try:
                 object.__setattr__(self, "_pattern", re.compile(self.subject_regexp))
             except re.error as exc:
-                raise ConfigError(f"identity policy subject_regexp {self.subject_regexp!r} is invalid: {exc}") from None
+                raise ConfigError(
+                    f"identity policy subject_regexp {self.subject_regexp!r} is invalid (does not compile: {exc})"
+                ) from None
+
+    def describe(self) -> str:
+        """The policy in one line, for reasons."""
+        who = self.subject if self.subject is not None else f"/{self.subject_regexp}/"
+        parts = [f"{who} from {self.issuer}"]
+        if self.workflow_repository:
+            parts.append(f"repository {self.workflow_repository}")
+        if self.workflow_ref:
+            parts.append(f"ref {self.workflow_ref}")
+        return ", ".join(parts)
 
     def mismatch(self, found: CertificateIdentity) -> str | None:
         """None when ``found`` satisfies the policy, else the reason ("identity X does not match ...")."""

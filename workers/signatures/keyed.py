@@ -15,13 +15,14 @@ Authentication comes before interpretation: nothing from the payload is believed
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
 from workers.domain import Descriptor, Digest, sha256_digest
 from workers.errors import SignatureError
+from workers.signatures.intoto import IN_TOTO_PAYLOAD_TYPE, MAX_STATEMENT_BYTES, bind_statement, parse_statement
 from workers.signatures.keys import (
     PublicKey,
     decode_base64,
@@ -30,13 +31,7 @@ from workers.signatures.keys import (
     strict_b64decode,
 )
 from workers.signatures.model import SignatureCheck, SignatureFormat, SignatureKind
-from workers.signatures.rekor import (
-    RekorEntry,
-    check_entry_matches,
-    parse_hashedrekord,
-    parse_rekor_bundle,
-    verify_set,
-)
+from workers.signatures.rekor import RekorEntry, verify_logged_signature
 from workers.signatures.simplesigning import SIMPLE_SIGNING_MEDIA_TYPE, bind_payload, loads_strict
 from workers.signatures.trustroot import TrustRoot
 
@@ -46,6 +41,7 @@ __all__ = [
     "IN_TOTO_PAYLOAD_TYPE",
     "SIGNATURE_ANNOTATION",
     "PublicKey",
+    "layer_problem",
     "load_public_key",
     "load_public_key_file",
     "pae",
@@ -59,12 +55,8 @@ __all__ = [
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
 DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
-IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
-STATEMENT_TYPES = frozenset({"https://in-toto.io/Statement/v0.1", "https://in-toto.io/Statement/v1"})
-# SBOM attestations run to megabytes; nothing legitimate is larger than this.
-MAX_ENVELOPE_BYTES = 32 * 1024 * 1024
-# Predicates (SBOM component trees) nest deeper than a simple-signing payload.
-MAX_STATEMENT_DEPTH = 64
+# SBOM attestations run to megabytes; an envelope is bounded as the statement it carries is.
+MAX_ENVELOPE_BYTES = MAX_STATEMENT_BYTES
 # Each signature is tried with each key; a flood of signatures must not turn into a flood of verifications.
 MAX_DSSE_SIGNATURES = 16
 
@@ -98,10 +90,7 @@ def _verifying_key(keys: Sequence[PublicKey], signature: bytes, data: bytes) -> 
 def _check_logged(
     bundle: str, trust_root: TrustRoot, payload: bytes, signature: bytes, key: PublicKey
 ) -> RekorEntry:
-    entry = parse_rekor_bundle(bundle)
-    verify_set(entry, trust_root)
-    record = parse_hashedrekord(entry.body)
-    check_entry_matches(record, payload, signature)
+    entry, record = verify_logged_signature(bundle, trust_root, payload, signature)
     try:
         logged_key = serialization.load_pem_public_key(record.public_key)
     except ValueError:
@@ -169,7 +158,8 @@ def verify_keyed_signature(
     )
 
 
-def _layer_problem(layer: Descriptor, blob: bytes, media_type: str) -> str | None:
+def layer_problem(layer: Descriptor, blob: bytes, media_type: str) -> str | None:
+    """Why a legacy ``.sig``/``.att`` layer is not a ``media_type`` blob matching its digest, or None."""
     if layer.media_type != media_type:
         return f"layer media type is {layer.media_type[:120]!r}, not {media_type}"
     if sha256_digest(blob) != layer.digest:
@@ -187,7 +177,7 @@ def verify_signature_layer(
     trust_root: TrustRoot | None = None,
 ) -> SignatureCheck:
     """Verify one layer of a ``sha256-<hex>.sig`` manifest: its blob is the payload, the annotation the signature."""
-    problem = _layer_problem(layer, blob, SIMPLE_SIGNING_MEDIA_TYPE)
+    problem = layer_problem(layer, blob, SIMPLE_SIGNING_MEDIA_TYPE)
     if problem is not None:
         return _check(SignatureKind.COSIGN_KEYED, subject, source, verified=False, reason=problem)
     return verify_keyed_signature(
@@ -216,48 +206,6 @@ def _dsse_base64(value: object, what: str) -> bytes:
         if decoded:
             return decoded
     raise SignatureError(f"{what} is not valid base64")
-
-
-def parse_statement(payload: bytes) -> dict[str, Any]:
-    """Parse an in-toto Statement (v0.1 or v1) strictly enough to trust its subject and predicateType."""
-    doc = loads_strict(payload, "in-toto statement", MAX_ENVELOPE_BYTES, MAX_STATEMENT_DEPTH)
-    if not isinstance(doc, dict):
-        raise SignatureError("in-toto statement is not a JSON object")
-    statement_type = doc.get("_type")
-    if statement_type not in STATEMENT_TYPES:
-        shown = statement_type[:80] if isinstance(statement_type, str) else type(statement_type).__name__
-        raise SignatureError(f"statement _type is {shown!r}, not an in-toto Statement v0.1 or v1")
-    subjects = doc.get("subject")
-    if not isinstance(subjects, list) or not subjects:
-        raise SignatureError("statement has no subject list")
-    for index, entry in enumerate(subjects):
-        digests = entry.get("digest") if isinstance(entry, dict) else None
-        if not isinstance(digests, dict) or not digests:
-            raise SignatureError(f"statement subject[{index}] has no digest object")
-        if not all(isinstance(value, str) for value in digests.values()):
-            raise SignatureError(f"statement subject[{index}] digest values are not strings")
-        name = entry.get("name")
-        if name is not None and not isinstance(name, str):
-            raise SignatureError(f"statement subject[{index}] name is not a string")
-    predicate_type = doc.get("predicateType")
-    if not isinstance(predicate_type, str) or not predicate_type:
-        raise SignatureError("statement has no predicateType")
-    predicate = doc.get("predicate")
-    if predicate is not None and not isinstance(predicate, dict):
-        raise SignatureError("statement predicate is not an object")
-    return doc
-
-
-def _bind_statement(statement: Mapping[str, Any], subject: Digest) -> None:
-    algorithm, _, wanted = subject.partition(":")
-    found: list[str] = []
-    for entry in statement["subject"]:
-        value = entry["digest"].get(algorithm)
-        if isinstance(value, str) and value.lower() == wanted:
-            return
-        found.extend(f"{alg}:{value}" for alg, value in entry["digest"].items())
-    shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
-    raise SignatureError(f"statement is for {shown}, not {subject}")
 
 
 def _signature_of(entry: object, index: int) -> bytes:
@@ -301,7 +249,7 @@ def _verify_dsse(envelope: bytes, subject: Digest, keys: Sequence[PublicKey]) ->
     if payload_type != IN_TOTO_PAYLOAD_TYPE:
         raise SignatureError(f"DSSE payloadType is {payload_type[:80]!r}, not {IN_TOTO_PAYLOAD_TYPE}")
     statement = parse_statement(payload)
-    _bind_statement(statement, subject)
+    bind_statement(statement, subject)
     return key, statement
 
 
@@ -340,7 +288,7 @@ def verify_attestation_layer(
     source: str,
 ) -> SignatureCheck:
     """Verify one layer of a ``sha256-<hex>.att`` manifest (a DSSE envelope blob)."""
-    problem = _layer_problem(layer, blob, DSSE_MEDIA_TYPE)
+    problem = layer_problem(layer, blob, DSSE_MEDIA_TYPE)
     if problem is not None:
         return _check(SignatureKind.ATTESTATION_KEYED, subject, source, verified=False, reason=problem)
     return verify_dsse_envelope(blob, subject, keys, source=source)

@@ -26,19 +26,13 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from workers.domain import Descriptor, Digest, sha256_digest
+from workers.domain import Descriptor, Digest
 from workers.errors import SignatureError
 from workers.signatures.identity import CertificateIdentity, IdentityPolicy, certificate_identity
-from workers.signatures.keyed import BUNDLE_ANNOTATION, SIGNATURE_ANNOTATION
+from workers.signatures.keyed import BUNDLE_ANNOTATION, SIGNATURE_ANNOTATION, layer_problem
 from workers.signatures.keys import decode_base64, from_key_object
 from workers.signatures.model import SignatureCheck, SignatureFormat, SignatureKind
-from workers.signatures.rekor import (
-    RekorEntry,
-    check_entry_matches,
-    parse_hashedrekord,
-    parse_rekor_bundle,
-    verify_set,
-)
+from workers.signatures.rekor import RekorEntry, verify_logged_signature
 from workers.signatures.simplesigning import SIMPLE_SIGNING_MEDIA_TYPE, bind_payload
 from workers.signatures.trustroot import CertificateAuthority, TrustRoot
 
@@ -228,12 +222,9 @@ def _verify_keyless(
     leaf_key = from_key_object(leaf.public_key(), "certificate key", error=SignatureError)
     if not leaf_key.verify(signature, payload):
         raise SignatureError("signature does not verify with the certificate's key")
-    # (3) the log's promise, which fixes the signing time
-    entry = parse_rekor_bundle(bundle)
-    verify_set(entry, trust_root)
-    # (4) the logged entry is this signature by this certificate
-    record = parse_hashedrekord(entry.body)
-    check_entry_matches(record, payload, signature)
+    # (3) the log's promise, which fixes the signing time; (4) the logged entry is this signature ...
+    entry, record = verify_logged_signature(bundle, trust_root, payload, signature)
+    # ... by this certificate
     try:
         logged = x509.load_pem_x509_certificate(record.public_key)
     except ValueError:
@@ -283,9 +274,7 @@ def verify_keyless_layer(
     source: str,
 ) -> SignatureCheck:
     """Verify one keyless layer of a ``sha256-<hex>.sig`` manifest (blob = payload, annotations = the rest)."""
-    if layer.media_type != SIMPLE_SIGNING_MEDIA_TYPE:
-        reason = f"layer media type is {layer.media_type[:120]!r}, not {SIMPLE_SIGNING_MEDIA_TYPE}"
-        return _result(subject, source, verified=False, reason=reason)
-    if sha256_digest(blob) != layer.digest:
-        return _result(subject, source, verified=False, reason=f"layer blob does not match its digest {layer.digest}")
+    problem = layer_problem(layer, blob, SIMPLE_SIGNING_MEDIA_TYPE)
+    if problem is not None:
+        return _result(subject, source, verified=False, reason=problem)
     return verify_keyless_signature(blob, layer.annotations, subject, trust_root, policy=policy, source=source)

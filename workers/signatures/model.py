@@ -63,3 +63,10 @@ class SignatureCheck:
             "workflow_ref": self.workflow_ref,
             "predicate_type": self.predicate_type,
         }
+
+
+def printable(value: object, limit: int) -> str:
+    """``value`` as text for a reason or note: control characters as ``?``, at most ``limit`` characters."""
+    # Reasons quote untrusted content (digests, media types, certificate names) into records and logs.
+    text = "".join(c if c.isprintable() else "?" for c in str(value))
+    return text if len(text) <= limit else text[: limit - 1] + "…"

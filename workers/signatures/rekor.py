@@ -134,3 +134,17 @@ def check_entry_matches(record: HashedRekord, payload: bytes, signature: bytes) 
         raise SignatureError("Rekor entry is for another payload (its sha256 differs from the payload's)")
     if record.signature != signature:
         raise SignatureError("Rekor entry records a different signature")
+
+
+def verify_logged_signature(
+    bundle: str, trust_root: TrustRoot, payload: bytes, signature: bytes
+) -> tuple[RekorEntry, HashedRekord]:
+    """Verify a SET bundle annotation and that its hashedrekord is ``signature`` over ``payload``.
+
+    Returns the entry and the logged record; whose key the record names is for the caller to compare.
+    """
+    entry = parse_rekor_bundle(bundle)
+    verify_set(entry, trust_root)
+    record = parse_hashedrekord(entry.body)
+    check_entry_matches(record, payload, signature)
+    return entry, record

@@ -176,22 +176,19 @@ def parse_trust_root(data: bytes, source: str) -> TrustRoot:
     return root
 
 
-def load_trust_root(path: str | Path) -> TrustRoot:
-    """Load an operator-provided trusted_root.json (a private Sigstore instance, or a pinned production root)."""
-    file = Path(path)
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read trusted root: {exc.strerror}") from None
-    return parse_trust_root(data, str(file))
+def read_trusted_root(path: str | Path | None) -> tuple[bytes, str]:
+    """The bytes of a trusted_root.json and where they came from, without parsing them (each verifier has its view).
 
-
-def production_trust_root() -> TrustRoot:
-    """Sigstore's production trusted root as embedded in the installed sigstore package (no network, no cache).
-
-    It is as fresh as the pinned sigstore release; a rotated Fulcio or Rekor key needs a newer release or
-    an operator-provided file.
+    ``path`` is an operator-provided file (a private Sigstore instance, or a pinned production root); None is
+    Sigstore's production root as embedded in the installed sigstore package (no network, no TUF cache). It is
+    as fresh as the pinned sigstore release; a rotated Fulcio or Rekor key needs a newer release or a file.
     """
+    if path is not None:
+        file = Path(path)
+        try:
+            return file.read_bytes(), str(file)
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read trusted root: {exc.strerror or exc}") from None
     import sigstore
 
     # sigstore keeps its embedded TUF targets under _store/<url-quoted repository URL>/.
@@ -199,5 +196,18 @@ def production_trust_root() -> TrustRoot:
     try:
         data = resource.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"the installed sigstore package has no embedded production trusted root: {exc}") from None
-    return parse_trust_root(data, f"sigstore {sigstore.__version__} embedded production trusted_root.json")
+        raise ConfigError(
+            f"the installed sigstore package has no embedded production trusted root ({exc});"
+            " configure a trusted root file"
+        ) from None
+    return data, f"sigstore {sigstore.__version__} embedded production trusted_root.json"
+
+
+def load_trust_root(path: str | Path) -> TrustRoot:
+    """Load an operator-provided trusted_root.json (a private Sigstore instance, or a pinned production root)."""
+    return parse_trust_root(*read_trusted_root(path))
+
+
+def production_trust_root() -> TrustRoot:
+    """Sigstore's production trusted root as embedded in the installed sigstore package (see read_trusted_root)."""
+    return parse_trust_root(*read_trusted_root(None))
