@@ -1,4 +1,4 @@
-"""Package databases inside an image (dpkg, distroless status.d, apk): which package owns a path, and its checksum.
+"""Package databases in an image (dpkg, distroless status.d, apk, rpm): which package owns a path, and its md5.
 
 A file that a package owns and whose checksum matches the package database is the distribution's own content
 (the e2scrub_all cron job, the bash man page on /dev/tcp, nmap's scripts); one that sits in a system path and no
@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from workers.rpmdb import read_rpmdb_sqlite
 
 DPKG_STATUS = "var/lib/dpkg/status"
 DPKG_INFO = "var/lib/dpkg/info/"
@@ -35,7 +37,7 @@ def is_package_db_path(path: str) -> bool:
 class PackageDbFile:
     """What one package-database file says."""
 
-    kind: str  # dpkg-status | dpkg-list | dpkg-md5sums | apk-installed | rpm
+    kind: str  # dpkg-status | dpkg-list | dpkg-md5sums | apk-installed | rpm | rpm-unread
     package: str | None = None  # for per-package files
     paths: tuple[str, ...] = ()  # root-relative paths the file says its package owns
     md5: Mapping[str, str] = field(default_factory=dict)  # root-relative path → md5 hex
@@ -134,7 +136,12 @@ def parse_package_db_file(path: str, content: bytes) -> PackageDbFile | None:
                     owners[f"{folder}/{value}" if folder else value] = package
         return PackageDbFile(kind="apk-installed", owners=owners, installed=tuple(sorted(set(owners.values()))))
     if path in RPM_DBS:
-        return PackageDbFile(kind="rpm")  # present but not read: ownership stays unknown, never "unowned"
+        parsed = read_rpmdb_sqlite(content) if path.endswith(".sqlite") else None
+        if parsed is None:
+            # Present but not read (Berkeley DB, damaged): ownership stays unknown, never "unowned".
+            return PackageDbFile(kind="rpm-unread")
+        owners, sums = parsed
+        return PackageDbFile(kind="rpm", owners=owners, md5=sums, installed=tuple(sorted(set(owners.values()))))
     return None
 
 
@@ -178,7 +185,7 @@ class PackageIndex:
                     owners.setdefault(real, owners[path])
                     if path in md5:
                         md5.setdefault(real, md5[path])
-        readable = bool(kinds & {"dpkg-list", "dpkg-md5sums", "apk-installed"})
+        readable = bool(kinds & {"dpkg-list", "dpkg-md5sums", "apk-installed", "rpm"})
         return cls(owners=owners, md5=md5, readable=readable, kinds=tuple(sorted(kinds)))
 
     def owner(self, path: str) -> str | None:

@@ -111,7 +111,7 @@ def test_layer_scan_round_trips_through_the_cache_format() -> None:
     again = LayerScan.from_cache(scan.to_cache())
     assert again == scan
     assert LayerScan.from_cache(b"not zlib") is None
-    assert LayerScan.from_cache(zlib.compress(b'{"v": "ls-2", "digest": "sha256:nothex"}')) is None
+    assert LayerScan.from_cache(zlib.compress(b'{"v": "ls-3", "digest": "sha256:nothex"}')) is None
     assert LayerScan.from_cache(zlib.compress(b'{"v": "an-older-analyzer"}')) is None
 
 
