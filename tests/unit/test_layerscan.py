@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.oci import FileSpec, tar_layer, write_image_layout
 from workers.domain import Digest, parse_digest
-from workers.layerscan import LayerScan, StoredLayerCache, scan_layer, script_references
+from workers.layerscan import ANALYZER_VERSION, LayerScan, StoredLayerCache, scan_layer, script_references
 from workers.packagedb import Ownership, PackageIndex, is_package_db_path, parse_package_db_file
 from workers.pipeline import Vetter, load_scanners
 from workers.settings import PROJECT_ROOT, UnpackLimits
@@ -111,7 +111,10 @@ def test_layer_scan_round_trips_through_the_cache_format() -> None:
     again = LayerScan.from_cache(scan.to_cache())
     assert again == scan
     assert LayerScan.from_cache(b"not zlib") is None
-    assert LayerScan.from_cache(zlib.compress(b'{"v": "ls-3", "digest": "sha256:nothex"}')) is None
+    assert (
+        LayerScan.from_cache(zlib.compress(b'{"v": "%s", "digest": "sha256:nothex"}' % ANALYZER_VERSION.encode()))
+        is None
+    )
     assert LayerScan.from_cache(zlib.compress(b'{"v": "an-older-analyzer"}')) is None
 
 
