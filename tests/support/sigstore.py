@@ -528,6 +528,15 @@ class PrivateSigstore:
 
     # ------------------------------------------------------------------------------------------ legacy cosign
 
+    def _legacy_annotations(self, leaf: Leaf, entry: LogEntry, signature: str) -> dict[str, str]:
+        """What cosign puts beside a keyless layer: the signature, certificate, chain and Rekor SET bundle."""
+        return {
+            ANNOTATION_SIGNATURE: signature,
+            ANNOTATION_CERTIFICATE: leaf.pem.decode(),
+            ANNOTATION_CHAIN: self.ca_pem.decode(),
+            ANNOTATION_BUNDLE: json.dumps(entry.set_bundle, separators=(",", ":")),
+        }
+
     def legacy_signature(
         self, payload: bytes, *, leaf: Leaf | None = None, integrated_time: datetime | None = None
     ) -> LegacySignature:
@@ -535,12 +544,7 @@ class PrivateSigstore:
         leaf = leaf or self.issue()
         signature = leaf.sign(payload)
         entry = self._hashedrekord(leaf, payload, signature, integrated_time)
-        annotations = {
-            ANNOTATION_SIGNATURE: _b64(signature),
-            ANNOTATION_CERTIFICATE: leaf.pem.decode(),
-            ANNOTATION_CHAIN: self.ca_pem.decode(),
-            ANNOTATION_BUNDLE: json.dumps(entry.set_bundle, separators=(",", ":")),
-        }
+        annotations = self._legacy_annotations(leaf, entry, _b64(signature))
         return LegacySignature(payload=payload, annotations=annotations, entry=entry)
 
     def legacy_attestation(
@@ -554,13 +558,7 @@ class PrivateSigstore:
         envelope = self._envelope(leaf, statement, IN_TOTO_PAYLOAD_TYPE)
         entry = self._dsse(leaf, envelope, statement, integrated_time)
         predicate_type = json.loads(statement).get("predicateType", "")
-        annotations = {
-            ANNOTATION_SIGNATURE: "",
-            ANNOTATION_CERTIFICATE: leaf.pem.decode(),
-            ANNOTATION_CHAIN: self.ca_pem.decode(),
-            ANNOTATION_BUNDLE: json.dumps(entry.set_bundle, separators=(",", ":")),
-            ANNOTATION_PREDICATE_TYPE: str(predicate_type),
-        }
+        annotations = {**self._legacy_annotations(leaf, entry, ""), ANNOTATION_PREDICATE_TYPE: str(predicate_type)}
         return LegacyAttestation(envelope=json.dumps(envelope).encode(), annotations=annotations, entry=entry)
 
 

@@ -43,7 +43,6 @@ from workers.signatures.trustroot import read_trusted_root
 
 log = logging.getLogger(__name__)
 
-BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
 MAX_REASON = 400  # sigstore's messages can embed whole certificates; records keep a readable sentence
 

@@ -28,15 +28,15 @@ from workers.domain import Digest, MediaType, parse_digest
 from workers.errors import IntegrityError, NotFound, RegistryProtocolError, UnsupportedMediaType
 from workers.oci import MAX_MANIFEST_BYTES
 from workers.registry import RegistryClient
+from workers.signatures.keyed import DSSE_MEDIA_TYPE
+from workers.signatures.model import printable
+from workers.signatures.simplesigning import MAX_PAYLOAD_BYTES, SIMPLE_SIGNING_MEDIA_TYPE
 
 log = logging.getLogger(__name__)
 
 BUNDLE_ARTIFACT_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
-SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
-DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
 MAX_SIGNATURE_LAYERS = 64  # co-signers append layers; more than this is an attack on our time, not signing
 MAX_REFERRERS = 256
-MAX_PAYLOAD_BYTES = 256 * 1024  # a simple-signing payload is a few hundred bytes
 MAX_ENVELOPE_BYTES = 16 * 1024 * 1024  # attestations carry SBOMs and provenance
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024
 
@@ -259,6 +259,25 @@ class _Search:
             return None
         return data
 
+    def _layer(
+        self, value: Any, media_type: str, cap: int, where: str, described_at: str
+    ) -> tuple[Digest, dict[str, str], bytes] | None:
+        """A layer descriptor of ``media_type`` and its verified blob (digest, annotations, blob), or None with a note.
+
+        Descriptor problems are noted at ``described_at``, the rest at ``where``.
+        """
+        described = self._descriptor(value, described_at)
+        if described is None:
+            return None
+        layer_type, digest, size, annotations = described
+        if layer_type != media_type:
+            # The note names the layer once: in its place (``… layer 0``) or else in its reason.
+            what = "media type" if where == described_at else "layer media type"
+            self.note(where, f"{what} {_short(layer_type)}, expected {media_type}")
+            return None
+        blob = self._blob(digest, size, cap, where)
+        return None if blob is None else (digest, annotations, blob)
+
     def legacy(self, tag: str, media_type: str, cap: int, into: list[LegacyLayer]) -> None:
         """The layers of the ``.sig``/``.att`` manifest at ``tag`` whose media type is ``media_type``."""
         loaded = self._manifest(tag, tag)
@@ -276,16 +295,10 @@ class _Search:
             self.note(tag, f"{len(layers)} layers; only the first {MAX_SIGNATURE_LAYERS} are read")
         for index, value in enumerate(layers[:MAX_SIGNATURE_LAYERS]):
             where = f"{tag} layer {index}"
-            described = self._descriptor(value, where)
-            if described is None:
-                continue
-            layer_type, layer_digest, size, annotations = described
-            if layer_type != media_type:
-                self.note(where, f"media type {_short(layer_type)}, expected {media_type}")
-                continue
-            blob = self._blob(layer_digest, size, cap, where)
-            if blob is not None:
-                into.append(LegacyLayer(tag, digest, index, layer_type, layer_digest, annotations, blob))
+            layer = self._layer(value, media_type, cap, where, where)
+            if layer is not None:
+                layer_digest, annotations, blob = layer
+                into.append(LegacyLayer(tag, digest, index, media_type, layer_digest, annotations, blob))
 
     def referrers(self, base: str) -> None:
         """Bundle referrers from the referrers API, else from the fallback index at tag ``sha256-<hex>``."""
@@ -355,25 +368,18 @@ class _Search:
         if not isinstance(layers, list) or len(layers) != 1:
             self.note(where, "a bundle referrer must have exactly one layer")
             return
-        described = self._descriptor(layers[0], f"{where} layer 0")
-        if described is None:
+        layer = self._layer(layers[0], BUNDLE_ARTIFACT_TYPE, MAX_BUNDLE_BYTES, where, f"{where} layer 0")
+        if layer is None:
             return
-        layer_type, layer_digest, size, _ = described
-        if layer_type != BUNDLE_ARTIFACT_TYPE:
-            self.note(where, f"layer media type {_short(layer_type)}, expected {BUNDLE_ARTIFACT_TYPE}")
-            return
-        bundle = self._blob(layer_digest, size, MAX_BUNDLE_BYTES, where)
-        if bundle is None:
-            return
+        layer_digest, _, bundle = layer
         annotations = manifest.get("annotations")
         clean = (
             {k: v for k, v in annotations.items() if isinstance(k, str) and isinstance(v, str)}
             if isinstance(annotations, dict)
             else {}
         )
-        self.bundles.append(BundleReferrer(manifest_digest, via, layer_type, layer_digest, clean, bundle))
+        self.bundles.append(BundleReferrer(manifest_digest, via, BUNDLE_ARTIFACT_TYPE, layer_digest, clean, bundle))
 
 
-def _short(value: Any, limit: int = 120) -> str:
-    text = "".join(c if c.isprintable() else "?" for c in str(value))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _short(value: Any) -> str:
+    return printable(value, 120)
