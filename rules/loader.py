@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -380,28 +380,41 @@ def _condition(node: Any, where: str) -> Condition:
     return Condition(op=op, field=field_name, value=value, pattern=pattern)
 
 
-def _load_heuristic(path: Path) -> HeuristicRule:
+def _rule_document(
+    path: Path, what: str, kind: str, required: frozenset[str], optional: frozenset[str]
+) -> tuple[dict[str, Any], RuleMeta]:
+    """A YAML rule file's mapping, its keys checked strictly, and its metadata."""
     where = str(path)
-    data = _yaml_file(path, "a heuristic rule")
-    unknown = set(data) - HEURISTIC_KEYS_REQUIRED - HEURISTIC_KEYS_OPTIONAL
-    missing = HEURISTIC_KEYS_REQUIRED - set(data)
+    data = _yaml_file(path, what)
+    unknown = set(data) - required - optional
+    missing = required - set(data)
     if unknown:
         raise RuleLoadError(f"{where}: unknown keys {sorted(unknown)}")
     if missing:
         raise RuleLoadError(f"{where}: missing keys {sorted(missing)}")
-    meta = _meta(data, where, "heuristic", path)
+    return data, _meta(data, where, kind, path)
+
+
+def _inline_samples(
+    data: Mapping[str, Any], where: str, what: str, check: Callable[[Any], bool]
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """(match, benign) samples written in the rule file: two non-empty lists whose items pass ``check``."""
     samples = data["samples"]
     if not isinstance(samples, dict) or set(samples) != {"match", "benign"}:
         raise RuleLoadError(f"{where}: samples must have exactly 'match' and 'benign' lists")
     for kind in ("match", "benign"):
         items = samples[kind]
-        if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
-            raise RuleLoadError(f"{where}: samples.{kind} must be a non-empty list of config fragments")
+        if not isinstance(items, list) or not items or not all(check(i) for i in items):
+            raise RuleLoadError(f"{where}: samples.{kind} must be a non-empty list of {what}")
+    return tuple(samples["match"]), tuple(samples["benign"])
+
+
+def _load_heuristic(path: Path) -> HeuristicRule:
+    where = str(path)
+    data, meta = _rule_document(path, "a heuristic rule", "heuristic", HEURISTIC_KEYS_REQUIRED, HEURISTIC_KEYS_OPTIONAL)
+    samples_match, samples_benign = _inline_samples(data, where, "config fragments", lambda i: isinstance(i, dict))
     return HeuristicRule(
-        meta=meta,
-        when=_condition(data["when"], where),
-        samples_match=tuple(samples["match"]),
-        samples_benign=tuple(samples["benign"]),
+        meta=meta, when=_condition(data["when"], where), samples_match=samples_match, samples_benign=samples_benign
     )
 
 
@@ -447,24 +460,14 @@ def _check_context_sample(sample: Any, where: str) -> None:
 
 def _load_context_rule(path: Path) -> ContextRule:
     where = str(path)
-    data = _yaml_file(path, "a context rule")
-    unknown = set(data) - CONTEXT_KEYS_REQUIRED - CONTEXT_KEYS_OPTIONAL
-    missing = CONTEXT_KEYS_REQUIRED - set(data)
-    if unknown:
-        raise RuleLoadError(f"{where}: unknown keys {sorted(unknown)}")
-    if missing:
-        raise RuleLoadError(f"{where}: missing keys {sorted(missing)}")
-    meta = _meta(data, where, "context", path)
-    samples = data["samples"]
-    if not isinstance(samples, dict) or set(samples) != {"match", "benign"}:
-        raise RuleLoadError(f"{where}: samples must have exactly 'match' and 'benign' lists")
-    for kind in ("match", "benign"):
-        items = samples[kind]
-        if not isinstance(items, list) or not items:
-            raise RuleLoadError(f"{where}: samples.{kind} must be a non-empty list of sample images")
-        for item in items:
-            _check_context_sample(item, where)
-    return ContextRule(meta=meta, samples_match=tuple(samples["match"]), samples_benign=tuple(samples["benign"]))
+    data, meta = _rule_document(path, "a context rule", "context", CONTEXT_KEYS_REQUIRED, CONTEXT_KEYS_OPTIONAL)
+
+    def sample_image(item: Any) -> bool:
+        _check_context_sample(item, where)  # raises with the precise problem
+        return True
+
+    samples_match, samples_benign = _inline_samples(data, where, "sample images", sample_image)
+    return ContextRule(meta=meta, samples_match=samples_match, samples_benign=samples_benign)
 
 
 def _yaml_file(path: Path, what: str) -> dict[str, Any]:
@@ -518,14 +521,7 @@ def _indicator(item: Any, where: str) -> Indicator:
 
 def _load_ioc_list(path: Path) -> IocList:
     where = str(path)
-    data = _yaml_file(path, "an IOC list")
-    unknown = set(data) - IOC_KEYS_REQUIRED - IOC_KEYS_OPTIONAL
-    missing = IOC_KEYS_REQUIRED - set(data)
-    if unknown:
-        raise RuleLoadError(f"{where}: unknown keys {sorted(unknown)}")
-    if missing:
-        raise RuleLoadError(f"{where}: missing keys {sorted(missing)}")
-    meta = _meta(data, where, "ioc", path)
+    data, meta = _rule_document(path, "an IOC list", "ioc", IOC_KEYS_REQUIRED, IOC_KEYS_OPTIONAL)
     items = data["indicators"]
     if not isinstance(items, list) or not items:
         raise RuleLoadError(f"{where}: indicators must be a non-empty list")
@@ -535,19 +531,8 @@ def _load_ioc_list(path: Path) -> IocList:
         if (ind.type, ind.value) in seen:
             raise RuleLoadError(f"{where}: duplicate indicator {ind.value!r}")
         seen.add((ind.type, ind.value))
-    samples = data["samples"]
-    if not isinstance(samples, dict) or set(samples) != {"match", "benign"}:
-        raise RuleLoadError(f"{where}: samples must have exactly 'match' and 'benign' lists")
-    for kind in ("match", "benign"):
-        texts = samples[kind]
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
-            raise RuleLoadError(f"{where}: samples.{kind} must be a non-empty list of strings")
-    return IocList(
-        meta=meta,
-        indicators=indicators,
-        samples_match=tuple(samples["match"]),
-        samples_benign=tuple(samples["benign"]),
-    )
+    samples_match, samples_benign = _inline_samples(data, where, "strings", lambda t: isinstance(t, str) and bool(t))
+    return IocList(meta=meta, indicators=indicators, samples_match=samples_match, samples_benign=samples_benign)
 
 
 def _yara_regex_literal(text: str) -> str:
