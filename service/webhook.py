@@ -5,6 +5,10 @@ the handler answers 202 only once every kept event is recorded and its job is du
 503 (with ``Retry-After``) when Redis or the database is down, and is idempotent per (repository, digest)
 so redeliveries collapse into one job. Events it will never act on (pulls, blob pushes, malformed events)
 are reported in the body, not refused: refusing would make the registry retry them forever.
+
+Signatures arrive after the image they sign (shared/docs/PROTOCOLS.md §4), so a push whose tag names an image
+digest (cosign's ``sha256-<hex>.sig``, ``.att`` and the referrers fallback index ``sha256-<hex>``) is not an
+image to vet: it queues a re-evaluation of that image instead, and the artifact itself gets no record.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from service.api import STORE_EXTENSION
 from service.errors import json_error
 from workers.domain import MANIFEST_MEDIA_TYPES, Digest, is_repository_name, is_tag, parse_digest
-from workers.queue import admit_push
+from workers.queue import Admission, admit_push, enqueue_reevaluation
 from workers.settings import Settings
+from workers.signatures.discovery import subject_of_tag
 from workers.store import Store
 
 log = logging.getLogger(__name__)
@@ -194,6 +199,38 @@ def registry_events() -> Any:
     return _take_events(settings, events)
 
 
+def _reevaluate(
+    conn: redis.Redis,
+    event: PushEvent,
+    subject: Digest,
+    *,
+    settings: Settings,
+    ruleset: str,
+    index: int,
+    event_id: str | None,
+) -> dict[str, Any]:
+    """Queue the re-evaluation of ``subject`` for a pushed signature-like artifact; its entry in the response.
+
+    The image's rescan is keyed by the artifact digest, so a redelivery is a duplicate and a second signature
+    is a new job. Queue outages propagate to the 503 handler, like a push's.
+    """
+    enqueued = enqueue_reevaluation(
+        conn, event.repository, subject, artifact=event.digest, ruleset=ruleset, settings=settings
+    )
+    outcome = Admission.REEVALUATION_QUEUED if enqueued.created else Admission.DUPLICATE
+    log.info("webhook: %s:%s (%s) re-evaluates %s: %s", event.repository, event.tag, event.digest, subject, outcome)
+    return {
+        "index": index,
+        "id": event_id,
+        "repository": event.repository,
+        "digest": event.digest,
+        "tag": event.tag,
+        "subject": subject,
+        "outcome": outcome.value,
+        "job_id": enqueued.job_id,
+    }
+
+
 def _too_large() -> Response:
     return json_error(413, "request entity too large", f"the envelope is larger than {MAX_BODY_BYTES} bytes")
 
@@ -213,6 +250,14 @@ def _take_events(settings: Settings, events: list[Any]) -> Any:
                 log.warning("webhook: event %d (%s) %s", index, event_id, parsed.outcome)
             counts[parsed.outcome.split(":", 1)[0]] += 1
             results.append({"index": index, "id": event_id, "outcome": parsed.outcome})
+            continue
+        subject = subject_of_tag(parsed.tag) if parsed.tag is not None else None
+        if subject is not None and subject != parsed.digest:
+            entry = _reevaluate(
+                conn, parsed, subject, settings=settings, ruleset=ruleset, index=index, event_id=event_id
+            )
+            results.append(entry)
+            counts[entry["outcome"]] += 1
             continue
         try:
             admitted = admit_push(

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from workers.domain import Digest, ScanStatus
+from workers.domain import Digest, ScanStatus, is_repository_name, parse_digest
 from workers.errors import QueueUnavailable
 from workers.settings import Settings
 
@@ -34,6 +35,7 @@ QUEUES = (PUSH_QUEUE, RESCAN_QUEUE)
 SCAN_FUNCTION = "workers.jobs.scan_image"
 SCAN_FAILED_CALLBACK = "workers.jobs.on_scan_failed"
 RECONCILE_FUNCTION = "workers.reconcile.reconcile_job"
+SUBJECT_LOOKUP_FUNCTION = "workers.signature_jobs.reevaluate_subject"
 RECONCILE_JOB_ID = "tollgate-reconcile"
 
 RESULT_TTL = 24 * 3600  # finished scans stay visible on the queue page for a day
@@ -47,6 +49,9 @@ SERIALIZER = JSONSerializer
 
 # A job in one of these states holds no pending work: a later legitimate enqueue may replace it.
 _SPENT = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
+# Re-evaluations and rechecks are keyed by what caused them (an artifact, a point in time): once one finished,
+# that cause has been acted on and a redelivery must collapse into it; only a job that did not finish is redone.
+_UNFINISHED = _SPENT - {JobStatus.FINISHED}
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class Admission(StrEnum):
     QUEUED = "queued"  # a new scan job is in Redis
     DUPLICATE = "duplicate"  # a live job for the same (repository, digest, ruleset) was already there
     ALREADY_VETTED = "already-vetted"  # done, or in hand, under the current ruleset
+    REEVALUATION_QUEUED = "reevaluation-queued"  # a signature-like artifact arrived: its subject is rescanned
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,50 @@ def scan_job_id(repository: str, digest: str, ruleset: str) -> str:
     return "scan-" + hashlib.sha256(key).hexdigest()
 
 
+def _hashed_id(prefix: str, *parts: str) -> str:
+    return prefix + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def reevaluation_job_id(repository: str, subject: str, ruleset: str, artifact: str) -> str:
+    """The rq job id of re-evaluating ``repository@subject`` because ``artifact`` (a signature …) was pushed.
+
+    The artifact digest is part of the key: a redelivered notification maps to the same job, while a second
+    signature (a new ``.sig`` manifest, an updated referrers index) is a new digest and re-evaluates again.
+    """
+    return _hashed_id("reeval-", repository, subject, ruleset, artifact)
+
+
+def recheck_job_id(repository: str, digest: str, at: datetime) -> str:
+    """The rq job id of the rescan of ``repository@digest`` scheduled for ``at`` (see :func:`recheck_time`)."""
+    return _hashed_id("recheck-", repository, digest, recheck_time(at).isoformat())
+
+
+def subject_lookup_job_id(repository: str, artifact: str) -> str:
+    """The rq job id of reading the ``subject`` of the manifest ``repository@artifact``."""
+    return _hashed_id("subject-", repository, artifact)
+
+
+def recheck_time(at: datetime) -> datetime:
+    """``at`` in UTC, rounded up to the whole second; naive datetimes are refused (whose clock would it be?).
+
+    Rounding up, not down: a recheck that ran before ``at`` would find the image still within its grace period
+    and ask for a recheck at the same ``at``, which is then the running job itself and would be dropped.
+    """
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("the recheck time must be timezone-aware")
+    moment = at.astimezone(UTC)
+    whole = moment.replace(microsecond=0)
+    return whole if whole == moment else whole + timedelta(seconds=1)
+
+
+def _check_target(repository: str, *digests: str) -> None:
+    """Refuse names that the store would refuse later, so that no job is queued for them."""
+    if not is_repository_name(repository):
+        raise ValueError(f"not a repository name: {repository[:80]!r}")
+    for digest in digests:
+        parse_digest(digest)
+
+
 def _queue(conn: redis.Redis, name: str) -> Queue:
     return Queue(name, connection=conn, serializer=SERIALIZER)
 
@@ -103,8 +153,8 @@ def _retry(settings: Settings) -> Retry | None:
     return Retry(max=settings.job_retries, interval=list(RETRY_INTERVALS))
 
 
-def _clear_spent_job(conn: redis.Redis, job_id: str) -> bool:
-    """Delete the job ``job_id`` if it holds no pending work; True when the id is free again.
+def _clear_spent_job(conn: redis.Redis, job_id: str, replace: frozenset[JobStatus] = _SPENT) -> bool:
+    """Delete the job ``job_id`` if its status is in ``replace`` (no pending work); True when the id is free again.
 
     With ``unique=True`` rq refuses an id until its job is deleted, which includes the result/failure TTL
     window. Callers enqueue only when the store says a scan is needed, so a finished, failed, stopped or
@@ -116,21 +166,37 @@ def _clear_spent_job(conn: redis.Redis, job_id: str) -> bool:
     except NoSuchJobError:
         return True  # expired or deleted in between
     status = job.get_status(refresh=False)
-    if status not in _SPENT:
+    if status not in replace:
         return False
     log.info("replacing spent job %s (status %s)", job_id, status.value if status else None)
     job.delete()
     return True
 
 
-def _enqueue_unique(queue: Queue, job_id: str, **options: Any) -> bool:
-    """Enqueue with ``unique=True``, replacing a spent job under the same id; True when this call created it."""
+def _enqueue_unique(
+    queue: Queue,
+    job_id: str,
+    *,
+    at: datetime | None = None,
+    replace: frozenset[JobStatus] = _SPENT,
+    **options: Any,
+) -> bool:
+    """Enqueue with ``unique=True`` (at ``at`` when given), replacing a job under the same id whose status is in
+    ``replace``; True when this call created it."""
+    scheduled: dict[str, Any] = {}
+    if at is not None:
+        # enqueue_at takes rq's keyword arguments, where the function is positional and the timeout is job_timeout.
+        scheduled = {key: value for key, value in options.items() if key not in {"func", "timeout"}}
+        scheduled["job_timeout"] = options.get("timeout")
     # Two rounds are enough: a spent job is deleted once; if another caller re-created it meanwhile, it is live.
     for _round in range(2):
         try:
-            queue.enqueue_call(job_id=job_id, unique=True, **options)
+            if at is None:
+                queue.enqueue_call(job_id=job_id, unique=True, **options)
+            else:
+                queue.enqueue_at(at, options["func"], job_id=job_id, unique=True, **scheduled)
         except DuplicateJobError:
-            if not _clear_spent_job(queue.connection, job_id):
+            if not _clear_spent_job(queue.connection, job_id, replace):
                 return False
         else:
             return True
@@ -153,22 +219,116 @@ def enqueue_scan(
     """
     job_id = scan_job_id(repository, digest, ruleset)
     queue = _queue(conn, RESCAN_QUEUE if rescan else PUSH_QUEUE)
+    meta = {"repository": repository, "digest": digest, "ruleset": ruleset, "rescan": rescan}
+    try:
+        created = _enqueue_unique(queue, job_id, **_scan_options(repository, digest, settings, meta))
+    except RedisError as exc:
+        raise QueueUnavailable(f"could not enqueue the scan of {repository}@{digest}: {exc}") from exc
+    return Enqueued(job_id=job_id, created=created)
+
+
+def _scan_options(
+    repository: str, digest: str, settings: Settings, meta: dict[str, Any], what: str = "scan"
+) -> dict[str, Any]:
+    """The rq options of a job running :data:`SCAN_FUNCTION` on ``repository@digest``."""
+    return {
+        "func": SCAN_FUNCTION,
+        "args": (repository, digest),
+        "timeout": settings.job_timeout,
+        "result_ttl": RESULT_TTL,
+        "failure_ttl": FAILURE_TTL,
+        "retry": _retry(settings),
+        "on_failure": Callback(SCAN_FAILED_CALLBACK),
+        "description": f"{what} {repository}@{digest}",
+        "meta": meta,
+    }
+
+
+def enqueue_reevaluation(
+    conn: redis.Redis,
+    repository: str,
+    subject: str,
+    *,
+    artifact: str,
+    ruleset: str,
+    settings: Settings,
+) -> Enqueued:
+    """Queue a rescan of ``repository@subject`` because ``artifact`` (a signature, attestation, referrers index
+    or referrer) naming it was pushed; on the rescan queue, durable when this returns.
+
+    The store is neither asked nor touched: the image may well be done under ``ruleset`` already, which is
+    exactly when a new signature must be looked at (the layer cache makes the rescan cheap; only signatures and
+    the decision are redone), and the scan job itself records its progress. The job id
+    (:func:`reevaluation_job_id`) differs from the push scan's, so a live push scan does not absorb it either.
+    Raises :class:`ValueError` for names that are not valid and :class:`QueueUnavailable` when Redis fails.
+    """
+    _check_target(repository, subject, artifact)
+    job_id = reevaluation_job_id(repository, subject, ruleset, artifact)
+    meta = {
+        "repository": repository,
+        "digest": subject,
+        "ruleset": ruleset,
+        "rescan": True,
+        "reason": "re-evaluation",
+        "artifact": artifact,
+    }
+    options = _scan_options(repository, subject, settings, meta, what="re-evaluate")
+    try:
+        created = _enqueue_unique(_queue(conn, RESCAN_QUEUE), job_id, replace=_UNFINISHED, **options)
+    except RedisError as exc:
+        raise QueueUnavailable(f"could not enqueue the re-evaluation of {repository}@{subject}: {exc}") from exc
+    return Enqueued(job_id=job_id, created=created)
+
+
+def schedule_recheck(
+    conn: redis.Redis,
+    repository: str,
+    digest: str,
+    at: datetime,
+    *,
+    settings: Settings,
+) -> Enqueued:
+    """Schedule a rescan of ``repository@digest`` on the rescan queue at ``at`` (timezone-aware), e.g. the end
+    of an unsigned image's grace period; idempotent per (repository, digest, ``at`` to the second).
+
+    rq's scheduler (every worker runs with it, see :func:`run_worker`) moves the job to the queue once ``at`` has
+    passed; an ``at`` in the past runs at the scheduler's next pass. A recheck that is still scheduled, queued or
+    running, or that has finished, makes this a no-op (``created=False``); one that failed is scheduled again.
+    Raises :class:`ValueError` for a naive ``at`` or invalid names, :class:`QueueUnavailable` when Redis fails.
+    """
+    _check_target(repository, digest)
+    when = recheck_time(at)
+    job_id = recheck_job_id(repository, digest, when)
+    meta = {"repository": repository, "digest": digest, "rescan": True, "reason": "recheck", "at": when.isoformat()}
+    options = _scan_options(repository, digest, settings, meta, what=f"recheck at {when.isoformat()}")
+    try:
+        created = _enqueue_unique(_queue(conn, RESCAN_QUEUE), job_id, at=when, replace=_UNFINISHED, **options)
+    except RedisError as exc:
+        raise QueueUnavailable(f"could not schedule the recheck of {repository}@{digest}: {exc}") from exc
+    return Enqueued(job_id=job_id, created=created)
+
+
+def enqueue_subject_lookup(conn: redis.Redis, repository: str, artifact: str, *, settings: Settings) -> Enqueued:
+    """Queue :data:`SUBJECT_LOOKUP_FUNCTION`: read the manifest ``repository@artifact`` from the registry and,
+    when it carries ``subject``, queue that image's re-evaluation (for artifacts pushed without a telling tag)."""
+    _check_target(repository, artifact)
+    job_id = subject_lookup_job_id(repository, artifact)
     try:
         created = _enqueue_unique(
-            queue,
+            _queue(conn, RESCAN_QUEUE),
             job_id,
-            func=SCAN_FUNCTION,
-            args=(repository, digest),
-            timeout=settings.job_timeout,
+            replace=_UNFINISHED,
+            func=SUBJECT_LOOKUP_FUNCTION,
+            args=(repository, artifact),
+            timeout=60,
             result_ttl=RESULT_TTL,
             failure_ttl=FAILURE_TTL,
             retry=_retry(settings),
-            on_failure=Callback(SCAN_FAILED_CALLBACK),
-            description=f"scan {repository}@{digest}",
-            meta={"repository": repository, "digest": digest, "ruleset": ruleset, "rescan": rescan},
+            description=f"find the subject of {repository}@{artifact}",
+            meta={"repository": repository, "digest": artifact},
         )
     except RedisError as exc:
-        raise QueueUnavailable(f"could not enqueue the scan of {repository}@{digest}: {exc}") from exc
+        raise QueueUnavailable(f"could not enqueue the subject lookup of {repository}@{artifact}: {exc}") from exc
     return Enqueued(job_id=job_id, created=created)
 
 

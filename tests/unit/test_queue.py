@@ -6,6 +6,7 @@ import re
 import sys
 import types
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -27,11 +28,18 @@ from workers.queue import (
     ReconcileTicker,
     admit_push,
     enqueue_reconcile,
+    enqueue_reevaluation,
     enqueue_scan,
+    enqueue_subject_lookup,
     failed_jobs,
     queue_depths,
+    recheck_job_id,
+    recheck_time,
+    reevaluation_job_id,
     run_worker,
     scan_job_id,
+    schedule_recheck,
+    subject_lookup_job_id,
 )
 from workers.settings import Settings
 from workers.store import Store
@@ -281,3 +289,179 @@ def test_reconcile_ticker_elects_one_worker_per_interval(redis_conn: redis.Redis
     assert two.tick()
     assert _waiting(redis_conn, RESCAN_QUEUE) == [RECONCILE_JOB_ID]
     assert not enqueue_reconcile(redis_conn, settings).created
+
+
+# -- re-evaluations and rechecks ---------------------------------------------------------------------------------
+
+ARTIFACT = digest_of("signature manifest")
+
+
+def _scheduled(conn: redis.Redis) -> list[tuple[str, datetime]]:
+    registry = Queue(RESCAN_QUEUE, connection=conn, serializer=JSONSerializer).scheduled_job_registry
+    return [(job_id, registry.get_scheduled_time(job_id)) for job_id in registry.get_job_ids()]
+
+
+def test_reevaluation_ids_are_rq_safe_and_keyed_by_the_artifact() -> None:
+    job_id = reevaluation_job_id(REPO, DIGEST, RULESET, ARTIFACT)
+    assert re.fullmatch(r"reeval-[0-9a-f]{64}", job_id)
+    variants = {
+        job_id,
+        scan_job_id(REPO, DIGEST, RULESET),
+        reevaluation_job_id(REPO, DIGEST, RULESET, digest_of("second signature")),
+        reevaluation_job_id(REPO, DIGEST, "rules-2", ARTIFACT),
+        reevaluation_job_id("team/other", DIGEST, RULESET, ARTIFACT),
+        reevaluation_job_id(REPO, digest_of("other image"), RULESET, ARTIFACT),
+    }
+    assert len(variants) == 6
+
+
+def test_a_reevaluation_is_a_rescan_of_the_subject(redis_conn: redis.Redis, settings: Settings) -> None:
+    enqueued = enqueue_reevaluation(redis_conn, REPO, DIGEST, artifact=ARTIFACT, ruleset=RULESET, settings=settings)
+    assert enqueued.created
+    assert enqueued.job_id == reevaluation_job_id(REPO, DIGEST, RULESET, ARTIFACT)
+    job = _fetch(redis_conn, enqueued.job_id)
+    assert job.func_name == SCAN_FUNCTION
+    assert job.args == [REPO, DIGEST]
+    assert job.origin == RESCAN_QUEUE
+    assert job._failure_callback_name == SCAN_FAILED_CALLBACK
+    assert job.meta == {
+        "repository": REPO,
+        "digest": DIGEST,
+        "ruleset": RULESET,
+        "rescan": True,
+        "reason": "re-evaluation",
+        "artifact": ARTIFACT,
+    }
+    assert _waiting(redis_conn, RESCAN_QUEUE) == [enqueued.job_id]
+    assert not enqueue_reevaluation(
+        redis_conn, REPO, DIGEST, artifact=ARTIFACT, ruleset=RULESET, settings=settings
+    ).created
+    assert _waiting(redis_conn, RESCAN_QUEUE) == [enqueued.job_id]
+
+
+def test_a_reevaluation_is_not_absorbed_by_the_scan_dedupe(
+    redis_conn: redis.Redis, settings: Settings, store: Store
+) -> None:
+    # Vetted under this ruleset: admit_push queues nothing, yet a new signature must be looked at.
+    store.record_push(REPO, DIGEST, tag="1.0", media_type=MANIFEST)
+    store.save_report(make_report(REPO, DIGEST, ruleset=RULESET))
+    admitted = admit_push(
+        redis_conn, store, REPO, DIGEST, tag="1.0", media_type=MANIFEST, ruleset=RULESET, settings=settings
+    )
+    assert admitted.outcome is Admission.ALREADY_VETTED
+    # And with a live push scan under the same (repository, digest, ruleset), it is still a job of its own.
+    pushed = enqueue_scan(redis_conn, REPO, DIGEST, ruleset=RULESET, settings=settings)
+    reevaluation = enqueue_reevaluation(redis_conn, REPO, DIGEST, artifact=ARTIFACT, ruleset=RULESET, settings=settings)
+    assert pushed.created and reevaluation.created
+    assert _waiting(redis_conn, PUSH_QUEUE) == [pushed.job_id]
+    assert _waiting(redis_conn, RESCAN_QUEUE) == [reevaluation.job_id]
+
+
+def test_a_finished_reevaluation_absorbs_redeliveries_and_a_failed_one_is_redone(
+    redis_conn: redis.Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch, jobs: types.ModuleType
+) -> None:
+    outcomes = iter([{"status": "done"}])
+
+    def scan(repository: str, digest: str) -> Any:
+        try:
+            return next(outcomes)
+        except StopIteration:
+            raise PermanentError("the registry refused") from None
+
+    monkeypatch.setattr(jobs, "scan_image", scan, raising=False)
+    monkeypatch.setattr(jobs, "on_scan_failed", lambda *args: None, raising=False)
+    first = enqueue_reevaluation(redis_conn, REPO, DIGEST, artifact=ARTIFACT, ruleset=RULESET, settings=settings)
+    run_worker(settings, burst=True, with_scheduler=False, simple=True)
+    assert _fetch(redis_conn, first.job_id).get_status() == JobStatus.FINISHED
+    # The registry redelivers the signature's notification after the re-evaluation ran: nothing new to do.
+    assert not enqueue_reevaluation(
+        redis_conn, REPO, DIGEST, artifact=ARTIFACT, ruleset=RULESET, settings=settings
+    ).created
+    other = digest_of("second signature")
+    second = enqueue_reevaluation(redis_conn, REPO, DIGEST, artifact=other, ruleset=RULESET, settings=settings)
+    run_worker(settings, burst=True, with_scheduler=False, simple=True)
+    assert _fetch(redis_conn, second.job_id).get_status() == JobStatus.FAILED
+    assert enqueue_reevaluation(redis_conn, REPO, DIGEST, artifact=other, ruleset=RULESET, settings=settings).created
+
+
+@pytest.mark.parametrize(
+    ("repository", "subject", "artifact"),
+    [("Team/App", DIGEST, ARTIFACT), (REPO, "sha256:abc", ARTIFACT), (REPO, DIGEST, "latest")],
+)
+def test_a_reevaluation_refuses_bad_names(
+    redis_conn: redis.Redis, settings: Settings, repository: str, subject: str, artifact: str
+) -> None:
+    with pytest.raises(ValueError):
+        enqueue_reevaluation(redis_conn, repository, subject, artifact=artifact, ruleset=RULESET, settings=settings)
+    assert _waiting(redis_conn, RESCAN_QUEUE) == []
+
+
+def test_recheck_time_rounds_up_to_the_second_in_utc() -> None:
+    at = datetime(2026, 11, 22, 14, 18, 38, 120_000, tzinfo=timezone(timedelta(hours=2)))
+    assert recheck_time(at) == datetime(2026, 11, 22, 12, 18, 39, tzinfo=UTC)
+    exact = datetime(2026, 11, 22, 12, 18, 39, tzinfo=UTC)
+    assert recheck_time(exact) == exact
+    assert recheck_job_id(REPO, DIGEST, at) == recheck_job_id(REPO, DIGEST, exact)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        recheck_time(datetime(2026, 11, 22, 12, 18, 39))  # naive: whose clock?
+
+
+def test_schedule_recheck_schedules_a_rescan_at_the_time(redis_conn: redis.Redis, settings: Settings) -> None:
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    enqueued = schedule_recheck(redis_conn, REPO, DIGEST, at, settings=settings)
+    assert enqueued.created
+    assert re.fullmatch(r"recheck-[0-9a-f]{64}", enqueued.job_id)
+    assert enqueued.job_id == recheck_job_id(REPO, DIGEST, at)
+    assert _scheduled(redis_conn) == [(enqueued.job_id, at)]
+    assert _waiting(redis_conn, RESCAN_QUEUE) == []  # not before its time
+    job = _fetch(redis_conn, enqueued.job_id)
+    assert job.get_status() == JobStatus.SCHEDULED
+    assert job.func_name == SCAN_FUNCTION
+    assert job.args == [REPO, DIGEST]
+    assert job.origin == RESCAN_QUEUE
+    assert job.timeout == settings.job_timeout
+    assert job.meta["reason"] == "recheck"
+    assert queue_depths(redis_conn)["scheduled"] == 1
+
+
+def test_schedule_recheck_is_idempotent_per_repository_digest_and_time(
+    redis_conn: redis.Redis, settings: Settings
+) -> None:
+    at = datetime.now(UTC) + timedelta(minutes=10)
+    first = schedule_recheck(redis_conn, REPO, DIGEST, at, settings=settings)
+    again = schedule_recheck(redis_conn, REPO, DIGEST, at.astimezone(timezone(timedelta(hours=-5))), settings=settings)
+    assert first.created and not again.created
+    assert again.job_id == first.job_id
+    later = schedule_recheck(redis_conn, REPO, DIGEST, at + timedelta(minutes=5), settings=settings)
+    other = schedule_recheck(redis_conn, "team/other", DIGEST, at, settings=settings)
+    assert later.created and other.created
+    assert len({first.job_id, later.job_id, other.job_id}) == 3
+    assert len(_scheduled(redis_conn)) == 3
+
+
+def test_a_due_recheck_is_run_by_the_scheduling_worker(
+    redis_conn: redis.Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch, jobs: types.ModuleType
+) -> None:
+    ran: list[tuple[str, str]] = []
+    monkeypatch.setattr(jobs, "scan_image", lambda repository, digest: ran.append((repository, digest)), raising=False)
+    due = schedule_recheck(redis_conn, REPO, DIGEST, datetime.now(UTC) - timedelta(seconds=1), settings=settings)
+    future = schedule_recheck(redis_conn, REPO, DIGEST, datetime.now(UTC) + timedelta(hours=1), settings=settings)
+    run_worker(settings, burst=True, with_scheduler=True, simple=True)
+    assert ran == [(REPO, DIGEST)]
+    assert _fetch(redis_conn, due.job_id).get_status() == JobStatus.FINISHED
+    assert _fetch(redis_conn, future.job_id).get_status() == JobStatus.SCHEDULED
+    # The recheck of that moment happened; asking again for the same moment does not repeat it.
+    assert not schedule_recheck(
+        redis_conn, REPO, DIGEST, datetime.fromisoformat(_fetch(redis_conn, due.job_id).meta["at"]), settings=settings
+    ).created
+
+
+def test_a_subject_lookup_is_queued_once(redis_conn: redis.Redis, settings: Settings) -> None:
+    first = enqueue_subject_lookup(redis_conn, REPO, ARTIFACT, settings=settings)
+    again = enqueue_subject_lookup(redis_conn, REPO, ARTIFACT, settings=settings)
+    assert first.created and not again.created
+    assert first.job_id == subject_lookup_job_id(REPO, ARTIFACT)
+    job = _fetch(redis_conn, first.job_id)
+    assert job.func_name == "workers.signature_jobs.reevaluate_subject"
+    assert job.args == [REPO, ARTIFACT]
+    assert _waiting(redis_conn, RESCAN_QUEUE) == [first.job_id]

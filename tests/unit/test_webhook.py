@@ -13,6 +13,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from rq import Queue
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 import service
@@ -31,7 +32,7 @@ from service.webhook import (
 from tests.support.storage import digest_of, make_report
 from workers.domain import ScanStatus
 from workers.errors import ConfigError
-from workers.queue import PUSH_QUEUE, scan_job_id
+from workers.queue import PUSH_QUEUE, RESCAN_QUEUE, reevaluation_job_id, scan_job_id
 from workers.settings import Settings
 from workers.store import Store
 
@@ -126,6 +127,10 @@ def post(
 
 def push_jobs(conn: redis.Redis) -> list[str]:
     return Queue(PUSH_QUEUE, connection=conn, serializer=JSONSerializer).get_job_ids()
+
+
+def rescan_jobs(conn: redis.Redis) -> list[str]:
+    return Queue(RESCAN_QUEUE, connection=conn, serializer=JSONSerializer).get_job_ids()
 
 
 def outcomes(response: Any) -> list[str]:
@@ -539,3 +544,142 @@ def test_the_cap_is_exact(client: FlaskClient, chunked: bool) -> None:
         headers = {"Authorization": f"Bearer {TOKEN}", **kwargs.pop("headers", {})}
         response = client.post("/hooks/registry", content_type=V1, headers=headers, **kwargs)
         assert response.status_code == status, response.get_data(as_text=True)[:200]
+
+
+# -- signatures re-evaluate their subject -------------------------------------------------------------------------
+
+SUBJECT = digest_of("image")
+SUBJECT_HEX = SUBJECT.removeprefix("sha256:")
+SIGNATURE = digest_of("signature manifest")
+
+
+@pytest.mark.parametrize(
+    ("tag", "media_type"),
+    [
+        (f"sha256-{SUBJECT_HEX}.sig", OCI_MANIFEST),  # cosign legacy signature
+        (f"sha256-{SUBJECT_HEX}.att", OCI_MANIFEST),  # cosign legacy attestation
+        (f"sha256-{SUBJECT_HEX}", OCI_INDEX),  # the referrers fallback index of registries without the API
+        (f"sha256-{SUBJECT_HEX}.sig", "application/vnd.docker.distribution.manifest.v2+json"),
+    ],
+)
+def test_a_signature_tag_queues_a_rescan_of_its_subject(
+    client: FlaskClient, app: Flask, redis_conn: redis.Redis, tag: str, media_type: str
+) -> None:
+    response = post(client, envelope(push_event(digest=SIGNATURE, tag=tag, media_type=media_type)))
+    assert response.status_code == 202
+    job_id = reevaluation_job_id(REPO, SUBJECT, RULESET, SIGNATURE)
+    assert response.get_json()["events"] == [
+        {
+            "index": 0,
+            "id": "9785a0dd-0000-4000-8000-000000000001",
+            "repository": REPO,
+            "digest": SIGNATURE,
+            "tag": tag,
+            "subject": SUBJECT,
+            "outcome": "reevaluation-queued",
+            "job_id": job_id,
+        }
+    ]
+    assert response.get_json()["counts"] == {"reevaluation-queued": 1}
+    assert rescan_jobs(redis_conn) == [job_id]
+    assert push_jobs(redis_conn) == []
+    job = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer)
+    assert job.func_name == "workers.jobs.scan_image"
+    assert job.args == [REPO, SUBJECT]  # the image is rescanned, not the artifact
+    assert job.meta["artifact"] == SIGNATURE
+    store: Store = app.extensions[STORE_EXTENSION]
+    assert store.get_record(REPO, SIGNATURE) is None  # the artifact is not an image and gets no record
+    assert store.get_record(REPO, SUBJECT) is None  # the scan job records the image when it runs
+
+
+def test_a_signature_re_evaluates_an_image_already_vetted_under_the_ruleset(
+    client: FlaskClient, app: Flask, redis_conn: redis.Redis
+) -> None:
+    store: Store = app.extensions[STORE_EXTENSION]
+    store.record_push(REPO, SUBJECT, tag="1.0", media_type=OCI_MANIFEST)
+    store.save_report(make_report(REPO, SUBJECT, ruleset=RULESET))
+    assert outcomes(post(client, envelope(push_event(digest=SUBJECT, tag="1.0")))) == ["already-vetted"]
+    response = post(client, envelope(push_event(digest=SIGNATURE, tag=f"sha256-{SUBJECT_HEX}.sig")))
+    assert outcomes(response) == ["reevaluation-queued"]
+    assert rescan_jobs(redis_conn) == [reevaluation_job_id(REPO, SUBJECT, RULESET, SIGNATURE)]
+
+
+def test_a_signature_re_evaluates_even_while_the_push_scan_is_waiting(
+    client: FlaskClient, redis_conn: redis.Redis
+) -> None:
+    # The push scan may already have looked for signatures; the re-evaluation must not collapse into it.
+    assert outcomes(post(client, envelope(push_event(digest=SUBJECT, tag="1.0")))) == ["queued"]
+    response = post(client, envelope(push_event(digest=SIGNATURE, tag=f"sha256-{SUBJECT_HEX}.sig")))
+    assert outcomes(response) == ["reevaluation-queued"]
+    assert push_jobs(redis_conn) == [scan_job_id(REPO, SUBJECT, RULESET)]
+    assert rescan_jobs(redis_conn) == [reevaluation_job_id(REPO, SUBJECT, RULESET, SIGNATURE)]
+
+
+def test_a_redelivered_signature_is_one_job_and_a_second_signature_another(
+    client: FlaskClient, redis_conn: redis.Redis
+) -> None:
+    tag = f"sha256-{SUBJECT_HEX}.sig"
+    first = post(client, envelope(push_event(digest=SIGNATURE, tag=tag)))
+    again = post(client, envelope(push_event(digest=SIGNATURE, tag=tag)))
+    assert outcomes(first) == ["reevaluation-queued"]
+    assert outcomes(again) == ["duplicate"]
+    assert again.get_json()["events"][0]["job_id"] == first.get_json()["events"][0]["job_id"]
+    # A co-signer appends a layer: the .sig manifest has a new digest, and the image is looked at again.
+    cosigned = digest_of("signature manifest with a second layer")
+    assert outcomes(post(client, envelope(push_event(digest=cosigned, tag=tag)))) == ["reevaluation-queued"]
+    assert sorted(rescan_jobs(redis_conn)) == sorted(
+        [reevaluation_job_id(REPO, SUBJECT, RULESET, SIGNATURE), reevaluation_job_id(REPO, SUBJECT, RULESET, cosigned)]
+    )
+
+
+def test_the_subject_is_looked_up_in_the_pushed_repository(client: FlaskClient, redis_conn: redis.Redis) -> None:
+    tag = f"sha256-{SUBJECT_HEX}.sig"
+    post(client, envelope(push_event(digest=SIGNATURE, tag=tag)))
+    post(client, envelope(push_event(repository="team/other", digest=SIGNATURE, tag=tag)))
+    assert sorted(rescan_jobs(redis_conn)) == sorted(
+        [
+            reevaluation_job_id(REPO, SUBJECT, RULESET, SIGNATURE),
+            reevaluation_job_id("team/other", SUBJECT, RULESET, SIGNATURE),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "sha256-xyz.sig",
+        f"sha256-{SUBJECT_HEX[:63]}.sig",  # one hex digit short
+        f"sha256-{SUBJECT_HEX}0.sig",  # one too many
+        f"sha256-{SUBJECT_HEX.upper()}.sig",  # cosign writes lowercase hex, as digests are
+        f"sha256-{SUBJECT_HEX}.sbom",  # not a kind that changes signatures
+        f"sha256-{SUBJECT_HEX}.sig.sig",
+        f"sha512-{SUBJECT_HEX}.sig",
+        f"v1-sha256-{SUBJECT_HEX}.sig",
+        "sig",
+    ],
+)
+def test_look_alike_tags_are_ordinary_tags(client: FlaskClient, app: Flask, redis_conn: redis.Redis, tag: str) -> None:
+    response = post(client, envelope(push_event(digest=SIGNATURE, tag=tag)))
+    assert outcomes(response) == ["queued"]
+    assert push_jobs(redis_conn) == [scan_job_id(REPO, SIGNATURE, RULESET)]
+    assert rescan_jobs(redis_conn) == []
+    assert app.extensions[STORE_EXTENSION].get_record(REPO, SIGNATURE).tags == (tag,)
+
+
+def test_a_referrer_pushed_by_digest_is_admitted_like_any_manifest(
+    client: FlaskClient, redis_conn: redis.Redis
+) -> None:
+    # Without a telling tag the event cannot say whether the manifest has a subject (target.url is never
+    # fetched); the worker reads it from the registry and records the artifact as not an image.
+    response = post(client, envelope(push_event(digest=SIGNATURE, tag=None)))
+    assert outcomes(response) == ["queued"]
+    assert push_jobs(redis_conn) == [scan_job_id(REPO, SIGNATURE, RULESET)]
+
+
+def test_a_signature_push_while_redis_is_down_is_503(
+    redis_url: str, sqlite_url: str, fixed_ruleset: str, free_port: int
+) -> None:
+    down = create_app(make_settings(f"redis://127.0.0.1:{free_port}/0", sqlite_url))
+    response = post(down.test_client(), envelope(push_event(digest=SIGNATURE, tag=f"sha256-{SUBJECT_HEX}.att")))
+    error_body(response, 503)
+    assert down.extensions[STORE_EXTENSION].get_record(REPO, SIGNATURE) is None
