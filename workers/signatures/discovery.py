@@ -123,7 +123,7 @@ def subject_of_manifest(raw: bytes) -> Digest | None:
         return None
     try:
         document = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deeply nested arrays
         return None
     subject = document.get("subject") if isinstance(document, dict) else None
     value = subject.get("digest") if isinstance(subject, dict) else None
@@ -209,7 +209,7 @@ class _Search:
             return None
         try:
             document = json.loads(fetched.raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             self.note(where, "manifest is not JSON")
             return None
         if not isinstance(document, dict):
