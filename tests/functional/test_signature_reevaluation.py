@@ -1,0 +1,148 @@
+"""Signatures pushed after the image re-evaluate it: real registry → webhook → Redis → rq worker → store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from rules.loader import ruleset_version
+from tests.support.oci import tar_layer, write_image_layout
+from tests.support.stack import Stack
+from workers.domain import Digest, MediaType, parse_digest, sha256_digest
+from workers.queue import PUSH_QUEUE, RESCAN_QUEUE, enqueue_subject_lookup, reevaluation_job_id, scan_job_id
+from workers.registry import RegistryClient
+
+pytestmark = pytest.mark.functional
+
+REPO = "team/app"
+SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+
+
+@pytest.fixture
+def client(stack: Stack) -> Iterator[RegistryClient]:
+    with RegistryClient(stack.registry.url, retries=1, backoff=0.01) as made:
+        yield made
+
+
+def _jobs(conn: redis.Redis, name: str) -> list[str]:
+    return Queue(name, connection=conn, serializer=JSONSerializer).get_job_ids()
+
+
+def _descriptor(media_type: str, data: bytes, digest: Digest) -> dict[str, Any]:
+    return {"mediaType": media_type, "digest": digest, "size": len(data)}
+
+
+def _vetted_image(stack: Stack, tmp_path: Path) -> tuple[Digest, datetime]:
+    """Push and vet an image; its digest and when it was scanned."""
+    layer = tar_layer({"etc/os-release": b"ID=debian\n", "usr/local/bin/app": b"#!/bin/sh\necho signed later\n"})
+    digest = parse_digest(write_image_layout(tmp_path / "app", [layer]))
+    stack.push(tmp_path / "app", REPO, "1.0")
+    stack.wait_queued(REPO, "1.0")
+    stack.run_worker()
+    return digest, _scanned_at(stack, digest)
+
+
+def _scanned_at(stack: Stack, digest: Digest) -> datetime:
+    response = stack.record(REPO, f"@{digest}")
+    assert response.status_code == 200, response.text
+    record = response.json()
+    assert record["status"] == "done", record
+    return datetime.fromisoformat(record["scanned_at"])
+
+
+def _push_signature(client: RegistryClient, subject: Digest) -> Digest:
+    """A cosign-style legacy ``.sig`` manifest at ``sha256-<hex>.sig``: one simple-signing layer."""
+    payload = json.dumps(
+        {
+            "critical": {
+                "identity": {"docker-reference": f"127.0.0.1/{REPO}"},
+                "image": {"docker-manifest-digest": subject},
+                "type": "cosign container image signature",
+            },
+            "optional": None,
+        }
+    ).encode()
+    config = b'{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}'
+    layer = _descriptor(SIMPLE_SIGNING, payload, client.upload_blob(REPO, payload))
+    layer["annotations"] = {"dev.cosignproject.cosign/signature": "MEUCIQD0"}  # its validity is not the point here
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MediaType.OCI_MANIFEST,
+        "config": _descriptor(MediaType.OCI_CONFIG, config, client.upload_blob(REPO, config)),
+        "layers": [layer],
+    }
+    tag = "sha256-" + subject.removeprefix("sha256:") + ".sig"
+    return client.put_manifest(REPO, tag, json.dumps(manifest).encode(), MediaType.OCI_MANIFEST)
+
+
+def _push_referrer(client: RegistryClient, subject: Digest) -> Digest:
+    """A Sigstore bundle referrer pushed by digest, without a tag (what cosign v3 does first)."""
+    empty, bundle = b"{}", b'{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json"}'
+    subject_raw = client.get_manifest(REPO, subject).raw
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MediaType.OCI_MANIFEST,
+        "artifactType": BUNDLE,
+        "config": _descriptor(MediaType.OCI_EMPTY, empty, client.upload_blob(REPO, empty)),
+        "layers": [_descriptor(BUNDLE, bundle, client.upload_blob(REPO, bundle))],
+        "subject": _descriptor(MediaType.OCI_MANIFEST, subject_raw, subject),
+    }
+    raw = json.dumps(manifest).encode()
+    return client.put_manifest(REPO, sha256_digest(raw), raw, MediaType.OCI_MANIFEST)
+
+
+def test_a_signature_pushed_after_the_image_re_evaluates_the_image(
+    stack: Stack, client: RegistryClient, redis_conn: redis.Redis, tmp_path: Path
+) -> None:
+    image, first_scan = _vetted_image(stack, tmp_path)
+    ruleset = ruleset_version(stack.settings.rules_dir, stack.settings.rules_extra)
+
+    signature = _push_signature(client, image)
+    job_id = reevaluation_job_id(REPO, image, ruleset, signature)
+    stack.wait_for(lambda: _jobs(redis_conn, RESCAN_QUEUE) == [job_id], what="the re-evaluation job")
+    job = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer)
+    assert job.args == [REPO, image]  # the image is rescanned …
+    assert _jobs(redis_conn, PUSH_QUEUE) == []  # … and the .sig manifest is not vetted as an image
+    assert stack.record(REPO, f"@{signature}").status_code == 404
+
+    stack.run_worker()
+    assert Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer).get_status() == JobStatus.FINISHED
+    assert _scanned_at(stack, image) > first_scan
+    assert stack.record(REPO, f"@{signature}").status_code == 404
+
+
+def test_a_referrer_pushed_by_digest_re_evaluates_its_subject_through_the_lookup_job(
+    stack: Stack, client: RegistryClient, redis_conn: redis.Redis, tmp_path: Path
+) -> None:
+    image, first_scan = _vetted_image(stack, tmp_path)
+    ruleset = ruleset_version(stack.settings.rules_dir, stack.settings.rules_extra)
+
+    referrer = _push_referrer(client, image)
+    # No telling tag: the webhook admits it like any manifest, and the worker records it as not an image.
+    stack.wait_for(lambda: scan_job_id(REPO, referrer, ruleset) in _jobs(redis_conn, PUSH_QUEUE), what="its scan")
+    stack.run_worker()
+    assert stack.record(REPO, f"@{referrer}").json()["verdict"] is None
+
+    lookup = enqueue_subject_lookup(redis_conn, REPO, referrer, settings=stack.settings)
+    plain = enqueue_subject_lookup(redis_conn, REPO, image, settings=stack.settings)  # an image names no subject
+    stack.run_worker()  # runs the lookups, then the re-evaluation the first one queued
+    found = Job.fetch(lookup.job_id, connection=redis_conn, serializer=JSONSerializer).return_value()
+    assert found == {
+        "status": "queued",
+        "subject": image,
+        "job_id": reevaluation_job_id(REPO, image, ruleset, referrer),
+        "created": True,
+    }
+    skipped = Job.fetch(plain.job_id, connection=redis_conn, serializer=JSONSerializer).return_value()
+    assert skipped == {"status": "skipped", "reason": "the manifest has no subject"}
+    assert _scanned_at(stack, image) > first_scan
