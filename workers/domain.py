@@ -6,8 +6,12 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, NewType
+from typing import TYPE_CHECKING, Any, NewType
+
+if TYPE_CHECKING:  # the signature model imports this module; only the annotation needs it
+    from workers.signatures.model import SignatureCheck
 
 Digest = NewType("Digest", str)
 """A content digest such as ``sha256:<64 hex>``; only built by :func:`parse_digest` or :func:`sha256_digest`."""
@@ -307,6 +311,37 @@ class PlatformReport:
     bytes_scanned: int
 
 
+class SignatureState(StrEnum):
+    """What the repository's trust policy concluded about an image's signatures."""
+
+    NOT_CONFIGURED = "not-configured"  # the repository has no trust policy: nothing was checked
+    NOT_CHECKED = "not-checked"  # e.g. a local source, which carries no registry signatures
+    VERIFIED = "verified"  # at least one signature by an accepted signer
+    GRACE = "grace"  # required, none verified yet, still within the grace period after the push
+    UNSIGNED = "unsigned"  # none verified (after the grace period when required)
+
+
+@dataclass(frozen=True)
+class SignatureStatus:
+    """The trust policy's conclusion: its state, the action floor it imposes, and the grace deadline."""
+
+    state: SignatureState
+    required: bool = False
+    explanation: str = ""  # the clause the verdict explanation ends with ("" when nothing to say)
+    floor: Action | None = None  # the decision's action is at least this (policy ``unsigned``), when set
+    grace_until: datetime | None = None  # GRACE: when the image is acted on unless a signature arrives
+
+    def to_json(self) -> dict[str, Any]:
+        """For job results and logs."""
+        return {
+            "state": self.state.value,
+            "required": self.required,
+            "explanation": self.explanation,
+            "floor": self.floor.value if self.floor else None,
+            "grace_until": self.grace_until.astimezone(UTC).isoformat() if self.grace_until else None,
+        }
+
+
 @dataclass(frozen=True)
 class ScanReport:
     """What one vetting run produced for a (repository, digest)."""
@@ -322,3 +357,5 @@ class ScanReport:
     errors: tuple[str, ...] = ()
     explanation: str = ""
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    signatures: tuple[SignatureCheck, ...] = ()  # every signature and attestation check (verified or why not)
+    signature_status: SignatureStatus | None = None  # None: the pipeline did not get to signatures

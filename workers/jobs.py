@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import traceback
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from workers.domain import Digest, parse_digest
+from workers.domain import Digest, ScanStatus, parse_digest
 from workers.errors import ConfigError, PermanentError, TransientError
 from workers.layerscan import StoredLayerCache
-from workers.pipeline import NotAnImage, Vetter, load_scanners
+from workers.pipeline import NotAnImage, Vetter, decide_with_signatures, load_scanners
 from workers.policy import cached_policy
 from workers.registry import RegistryClient
 from workers.settings import Settings
+from workers.signatures.verify import SignatureVerifier, verify_image
 from workers.sources import RegistrySource
 from workers.store import Store
 
@@ -72,6 +74,9 @@ def scan_image(repository: str, digest: str) -> dict[str, Any]:
         trusted_namespaces=settings.trusted_namespaces,
     )
     store.mark_scanning(repository, checked, ruleset=scanners.ruleset)
+    record = store.get_record(repository, checked)
+    # The grace period for signatures runs from the push (first seen), not from when a worker got to it.
+    pushed_at = record.first_seen if record is not None else None
     try:
         # Cached by path and mtime: an edited policy applies from the next job on.
         policy = cached_policy(settings.policy_file)
@@ -86,10 +91,11 @@ def scan_image(repository: str, digest: str) -> dict[str, Any]:
         progress=_progress_reporter(repository, checked),
         # Layers another image already brought are not scanned again under the same ruleset.
         layer_cache=StoredLayerCache(store),
+        signature_verifier=verify_image,
     )
     try:
         with RegistryClient.from_settings(settings) as client:
-            report = vetter.vet(RegistrySource(client, repository), checked)
+            report = vetter.vet(RegistrySource(client, repository), checked, pushed_at=pushed_at)
     except TransientError:
         raise
     except NotAnImage as exc:
@@ -106,7 +112,63 @@ def scan_image(repository: str, digest: str) -> dict[str, Any]:
     store.save_report(report)
     if vetter.cache_hits:
         log.info("%s@%s: %d layer scan(s) came from the cache", repository, digest, vetter.cache_hits)
-    return {"status": "done", "verdict": report.verdict.value, "action": report.action.value}
+    status = report.signature_status
+    return {
+        "status": "done",
+        "verdict": report.verdict.value,
+        "action": report.action.value,
+        # The grace scheduler reads signatures.state == "grace" and signatures.grace_until.
+        "signatures": status.to_json() if status is not None else None,
+    }
+
+
+def reverify_image(
+    repository: str,
+    digest: str,
+    *,
+    now: datetime | None = None,
+    verifier: SignatureVerifier = verify_image,
+) -> dict[str, Any]:
+    """Re-verify the signatures of a vetted ``repository@digest`` and update its action; no rescan.
+
+    For a ``.sig``/``.att``/``sha256-<hex>``/referrer push after the image, and when the grace period
+    ends. The stored findings are decided again with the signatures found now; the grace period runs
+    from the image's first push. Result ``status``: ``done`` (with ``action`` and ``signatures``, whose
+    ``state`` is ``grace`` and ``grace_until`` set while the image is still waiting), ``skipped`` (no
+    completed scan yet: that scan verifies signatures itself) or ``error`` (a broken policy file: nothing
+    changes). Registry outages raise TransientError so rq retries.
+    """
+    settings = _settings()
+    store = _store()
+    checked = parse_digest(digest)
+    record = store.get_record(repository, checked)
+    if record is None or record.status is not ScanStatus.DONE or record.verdict is None:
+        return {"status": "skipped", "reason": "no completed scan of this image"}
+    try:
+        policy = cached_policy(settings.policy_file)
+    except ConfigError as exc:
+        return {"status": "error", "error": exc.diagnostics()}
+    with RegistryClient.from_settings(settings) as client:
+        decision, checks = decide_with_signatures(
+            record.findings,
+            repository,
+            checked,
+            policy,
+            client=client,
+            verifier=verifier,
+            pushed_at=record.first_seen,
+            now=now or datetime.now(UTC),
+        )
+    if not store.update_signatures(
+        repository, checked, action=decision.action, explanation=decision.explanation, signatures=checks
+    ):
+        return {"status": "skipped", "reason": "the image is being rescanned"}
+    return {
+        "status": "done",
+        "verdict": decision.verdict.value,
+        "action": decision.action.value,
+        "signatures": decision.signatures.to_json() if decision.signatures is not None else None,
+    }
 
 
 def on_scan_failed(job: Any, connection: Any, exc_type: Any, exc_value: Any, tb: Any) -> None:

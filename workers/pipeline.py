@@ -8,8 +8,12 @@ Stages, in order (ARCHITECTURE.md §1):
   4. merge the layers into a whiteout-aware view, scan the config and build history (heuristics), and
      correlate: weigh each hit by its context (package ownership, documentation, what runs it) and combine
      signals across the image (workers/correlate.py);
-  5. decide: findings → verdict → action.
-Signature verification, quarantine and publishing plug in after stage 5 in later issues.
+  5. verify signatures (registry images whose repository has a trust policy): every signature and
+     attestation is checked (workers/signatures/verify.py) and the trust policy judged, with its grace
+     period after the push (signatures arrive after the image);
+  6. decide: findings → verdict → action, at least the trust policy's ``unsigned`` action when it requires
+     a signature, none verified and the grace period is over.
+Quarantine and publishing plug in after stage 6 in later issues.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import astuple, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -47,11 +52,14 @@ from workers.oci import (
     parse_config,
     parse_manifest,
 )
-from workers.policy import Policy, decide
+from workers.policy import Decision, Policy, decide, judge_signatures
+from workers.registry import RegistryClient
 from workers.scanners.base import ConfigContext, ConfigScanner, FileScanner
 from workers.scanners.names import NameScanner
 from workers.settings import UnpackLimits
-from workers.sources import ImageSource
+from workers.signatures.model import SignatureCheck
+from workers.signatures.verify import SignatureVerifier
+from workers.sources import ImageSource, RegistrySource
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,43 @@ class LayerCache(Protocol):
     def put(self, scan: LayerScan, key: str) -> None:
         """Store a complete scan (idempotent)."""
         ...
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def decide_with_signatures(
+    findings: Sequence[Finding],
+    repository: str,
+    digest: Digest,
+    policy: Policy,
+    *,
+    client: RegistryClient | None,
+    verifier: SignatureVerifier | None,
+    pushed_at: datetime,
+    now: datetime,
+    not_checked: str = "local source",
+) -> tuple[Decision, tuple[SignatureCheck, ...]]:
+    """The decision for ``findings`` with the repository's trust policy applied, and the signature checks.
+
+    ``client`` None (a local source) or ``verifier`` None means signatures cannot be checked: the
+    explanation says so (``not_checked``) and nothing is pretended. The grace period runs from
+    ``pushed_at``; ``now`` is the clock. Both the pipeline and signature re-evaluation (a ``.sig``, ``.att``
+    or referrer pushed after the image: same findings, new signatures) decide through here.
+    Registry outages raise (TransientError): the caller retries rather than record "unsigned".
+    """
+    effective = policy.for_repository(repository)
+    trust = effective.signatures
+    checks: tuple[SignatureCheck, ...] | None = None
+    if trust.configured and client is not None and verifier is not None:
+        checks = verifier(client, repository, digest, trust).checks
+    elif verifier is None and client is not None:
+        not_checked = "no signature verifier configured"
+    status = judge_signatures(
+        trust, checks, pushed_at=pushed_at, now=now, scope=effective.match, not_checked=not_checked
+    )
+    return decide(findings, repository, policy, signatures=status), checks or ()
 
 
 class NotAnImage(UnsupportedMediaType):
@@ -165,8 +210,13 @@ class Vetter:
         policy: Policy | None = None,
         progress: ProgressCallback | None = None,
         layer_cache: LayerCache | None = None,
+        signature_verifier: SignatureVerifier | None = None,
+        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.scanners = scanners
+        # Injected rather than imported so tests run the pipeline without a registry; jobs pass verify_image.
+        self.signature_verifier = signature_verifier
+        self.clock = clock
         self.limits = limits or UnpackLimits()
         self.policy = policy or Policy()
         self.progress = progress or (lambda _stage: None)
@@ -175,8 +225,11 @@ class Vetter:
         self._image_findings: tuple[Finding, ...] = ()
 
     # 1. resolve
-    def vet(self, source: ImageSource, reference: str) -> ScanReport:
-        """Vet the image ``reference`` (tag or digest) of ``source`` and return the full report."""
+    def vet(self, source: ImageSource, reference: str, *, pushed_at: datetime | None = None) -> ScanReport:
+        """Vet the image ``reference`` (tag or digest) of ``source`` and return the full report.
+
+        ``pushed_at`` (when the image was first seen) starts the trust policy's grace period; None is now.
+        """
         self.progress("resolve")
         # About the repository, not a platform: computed once, reported once, and known to correlation.
         names = self.scanners.names
@@ -197,11 +250,22 @@ class Vetter:
             scans.append(scan)
             platforms.append(report)
 
-        # 5. decide
-        self.progress("decide")
         findings = tuple(f for scan in scans for f in scan.findings) + self._image_findings
         errors = tuple(e for scan in scans for e in scan.errors)
-        decision = decide(findings, source.repository, self.policy)
+        # 5. verify signatures, 6. decide
+        self.progress("verify signatures")
+        now = self.clock()
+        decision, checks = decide_with_signatures(
+            findings,
+            source.repository,
+            fetched.digest,
+            self.policy,
+            client=source.client if isinstance(source, RegistrySource) else None,
+            verifier=self.signature_verifier,
+            pushed_at=pushed_at or now,
+            now=now,
+        )
+        self.progress("decide")
         return ScanReport(
             repository=source.repository,
             digest=fetched.digest,
@@ -213,6 +277,8 @@ class Vetter:
             platforms=tuple(platforms),
             errors=errors,
             explanation=decision.explanation,
+            signatures=checks,
+            signature_status=decision.signatures,
         )
 
     def _vet_index(

@@ -28,24 +28,51 @@ Semantics:
   its own reaches at least suspicious) has a listed category, the action is ``quarantine`` whatever the
   verdict maps to, and the explanation says which category and rule did it. Findings below that bar (a
   look-alike repository name, an installer's ``curl | sh`` in history) are context and never block.
-- ``signatures`` (per entry and in ``default``) is reserved for the signature trust policy and refused
-  until it is implemented. Any other unknown key, a bad value, a wrong type, a duplicate key, an empty or
-  malformed ``match`` is a ConfigError naming the file, the line and the key.
+- ``signatures`` (per entry and in ``default``) is the signature trust policy (:class:`TrustPolicy`)::
+
+      signatures:
+        required: true          # at least one verified signature by these signers (default false)
+        unsigned: quarantine    # quarantine | warn | allow when none verified after the grace period
+        grace_seconds: 600      # how long after the push an unsigned image is left alone (default 600)
+        keys: [keys/release.pub]            # cosign public keys (PEM); relative to the policy file
+        identities:                         # keyless signers: issuer and exactly one of subject/subject_regexp
+          - {issuer: "https://token.actions.githubusercontent.com", subject_regexp: "https://github.com/acme/.+"}
+        trusted_root: trusted_root.json     # optional private Sigstore root; default the production root
+
+  An entry's ``signatures`` inherits each key it leaves out from ``default.signatures``; a ``keys`` or
+  ``identities`` list given replaces the default's (``[]`` clears). Key files and the trusted root are
+  loaded when the policy is, so an unreadable or invalid one refuses the file; ``required: true`` with no
+  keys and no identities (after inheritance) is refused: nothing could ever satisfy it.
+- Any other unknown key, a bad value, a wrong type, a duplicate key, an empty or malformed ``match`` is a
+  ConfigError naming the file, the line and the key.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from workers.domain import Action, Category, Confidence, Finding, Severity, Verdict
+from workers.domain import (
+    Action,
+    Category,
+    Confidence,
+    Finding,
+    Severity,
+    SignatureState,
+    SignatureStatus,
+    Verdict,
+)
 from workers.errors import ConfigError
+from workers.signatures.identity import IdentityPolicy
+from workers.signatures.keys import PublicKey, load_public_key_file
+from workers.signatures.model import SignatureCheck, SignatureKind
 
 DEFAULT_ACTIONS: Mapping[Verdict, Action] = {
     Verdict.CLEAN: Action.ALLOW,
@@ -66,7 +93,49 @@ _CAPPED_AT_SUSPICIOUS = frozenset({Category.SECRET, Category.PUA})
 _FLOORED_AT_SUSPICIOUS = frozenset({Category.INTEGRITY})
 
 
+DEFAULT_GRACE_SECONDS = 600
+MAX_GRACE_SECONDS = 7 * 24 * 3600  # a week: longer is not a grace period but an exemption
+SIGNATURE_KINDS = frozenset({SignatureKind.COSIGN_KEYED, SignatureKind.COSIGN_KEYLESS})
+_TRUST_KEYS = ("required", "unsigned", "grace_seconds", "keys", "identities", "trusted_root")
+_IDENTITY_KEYS = ("issuer", "subject", "subject_regexp", "workflow_repository", "workflow_ref")
+
+
 # --------------------------------------------------------------------------------------------- policy model
+
+
+@dataclass(frozen=True)
+class TrustPolicy:
+    """Who must have signed a repository's images, and what happens to an image none of them signed."""
+
+    required: bool = False
+    unsigned: Action = Action.QUARANTINE
+    grace_seconds: int = DEFAULT_GRACE_SECONDS
+    keys: tuple[PublicKey, ...] = ()
+    identities: tuple[IdentityPolicy, ...] = ()
+    trusted_root: Path | None = None  # None: Sigstore's production root embedded in the sigstore package
+
+    @property
+    def configured(self) -> bool:
+        """True when there is anything to verify against (or a requirement to enforce)."""
+        return self.required or bool(self.keys or self.identities)
+
+    def describe_signers(self) -> str:
+        """The accepted signers in a few words, for explanations."""
+        parts = [f"key {key.name}" for key in self.keys[:2]] + [i.describe() for i in self.identities[:2]]
+        rest = len(self.keys) + len(self.identities) - len(parts)
+        text = ", ".join(parts) or "no signers"
+        return f"{text} and {rest} more" if rest > 0 else text
+
+    def to_json(self) -> dict[str, Any]:
+        """For the image record and pages: the trust policy that applied."""
+        return {
+            "required": self.required,
+            "unsigned": self.unsigned.value,
+            "grace_seconds": self.grace_seconds,
+            "keys": [key.name for key in self.keys],
+            "identities": [i.describe() for i in self.identities],
+            "trusted_root": str(self.trusted_root) if self.trusted_root else None,
+        }
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:
@@ -114,6 +183,7 @@ class RepositoryPolicy:
     actions: Mapping[Verdict, Action]
     block_categories: frozenset[Category] = frozenset()
     match: str | None = None  # the entry that applied; None when only ``default`` did
+    signatures: TrustPolicy = field(default_factory=TrustPolicy)
 
     def action_for(self, verdict: Verdict) -> Action:
         """The action this policy takes for ``verdict`` (before ``block_categories``)."""
@@ -125,6 +195,7 @@ class RepositoryPolicy:
             "match": self.match,
             "actions": {v.value: self.actions[v].value for v in Verdict},
             "block_categories": sorted(c.value for c in self.block_categories),
+            **({"signatures": self.signatures.to_json()} if self.signatures.configured else {}),
         }
 
 
@@ -136,6 +207,7 @@ class PolicyEntry:
     actions: Mapping[Verdict, Action] = field(default_factory=dict)
     block_categories: frozenset[Category] | None = None  # None: inherit default's
     line: int | None = None
+    signatures: TrustPolicy | None = None  # None: inherit default's (already merged over it when given)
     _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -158,6 +230,7 @@ class Policy:
     block_categories: frozenset[Category] = frozenset()
     repositories: tuple[PolicyEntry, ...] = ()
     source: str | None = None  # the file it was read from, for messages
+    signatures: TrustPolicy = field(default_factory=TrustPolicy)
 
     def for_repository(self, repository: str) -> RepositoryPolicy:
         """The effective policy of ``repository``: the first matching entry over ``default``."""
@@ -165,8 +238,9 @@ class Policy:
         for entry in self.repositories:
             if entry.matches(repository):
                 blocked = self.block_categories if entry.block_categories is None else entry.block_categories
-                return RepositoryPolicy({**base, **entry.actions}, blocked, entry.match)
-        return RepositoryPolicy(base, self.block_categories, None)
+                trust = self.signatures if entry.signatures is None else entry.signatures
+                return RepositoryPolicy({**base, **entry.actions}, blocked, entry.match, trust)
+        return RepositoryPolicy(base, self.block_categories, None, self.signatures)
 
     def action_for(self, verdict: Verdict, repository: str) -> Action:
         """The action for ``verdict`` in ``repository`` (before ``block_categories``)."""
@@ -233,18 +307,18 @@ class _YamlShapeError(Exception):
 class _Reader:
     """Validates the parsed document, turning every problem into a ConfigError naming file, line and key."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, base_dir: Path | None = None) -> None:
         self.source = source
+        self.base_dir = base_dir  # relative key and trusted-root paths are read from here
+        self._keys: dict[Path, PublicKey] = {}
 
     def fail(self, line: int | None, key: str, message: str) -> ConfigError:
         where = f"{self.source}:{line}" if line else self.source
         return ConfigError(f"policy file {where}: {key}: {message}" if key else f"policy file {where}: {message}")
 
-    def keys(self, data: _Map, key: str, allowed: Sequence[str], reserved: Sequence[str] = ()) -> None:
+    def keys(self, data: _Map, key: str, allowed: Sequence[str]) -> None:
         for name in data:
             path = f"{key}.{name}" if key else name
-            if name in reserved:
-                raise self.fail(data.lines[name], path, "not supported yet (signature trust policy is not implemented)")
             if name not in allowed:
                 raise self.fail(data.lines[name], path, f"unknown key; expected one of {', '.join(allowed)}")
 
@@ -311,13 +385,16 @@ class _Reader:
 
         actions: dict[Verdict, Action] = {}
         blocked: frozenset[Category] = frozenset()
+        trust = TrustPolicy()
         if "default" in document:
             default = self.mapping(document["default"], document.lines["default"], "default")
-            self.keys(default, "default", ("actions", "block_categories"), reserved=("signatures",))
+            self.keys(default, "default", ("actions", "block_categories", "signatures"))
             if "actions" in default:
                 actions = self.actions(default, "default.actions")
             if "block_categories" in default:
                 blocked = self.categories(default, "default.block_categories")
+            if "signatures" in default:
+                trust = self.trust(default, "default.signatures", TrustPolicy())
             self.monotonic({**DEFAULT_ACTIONS, **actions}, document.lines["default"], "default.actions")
 
         entries: list[PolicyEntry] = []
@@ -326,17 +403,25 @@ class _Reader:
             if not isinstance(raw, _Seq):
                 raise self.fail(document.lines["repositories"], "repositories", f"must be a list, got {_kind(raw)}")
             for index, item in enumerate(raw):
-                entries.append(self.entry(item, raw.lines[index], f"repositories[{index}]", actions))
+                entries.append(self.entry(item, raw.lines[index], f"repositories[{index}]", actions, trust))
         return Policy(
             actions={**DEFAULT_ACTIONS, **actions},
             block_categories=blocked,
             repositories=tuple(entries),
             source=self.source,
+            signatures=trust,
         )
 
-    def entry(self, item: Any, line: int, key: str, default_actions: Mapping[Verdict, Action]) -> PolicyEntry:
+    def entry(
+        self,
+        item: Any,
+        line: int,
+        key: str,
+        default_actions: Mapping[Verdict, Action],
+        default_trust: TrustPolicy,
+    ) -> PolicyEntry:
         data = self.mapping(item, line, key)
-        self.keys(data, key, ("match", "actions", "block_categories"), reserved=("signatures",))
+        self.keys(data, key, ("match", "actions", "block_categories", "signatures"))
         if "match" not in data:
             raise self.fail(line, f"{key}.match", "required (a repository glob such as 'team/**')")
         match = data["match"]
@@ -344,11 +429,113 @@ class _Reader:
             raise self.fail(data.lines["match"], f"{key}.match", f"must be a string, got {_kind(match)}")
         actions = self.actions(data, f"{key}.actions") if "actions" in data else {}
         blocked = self.categories(data, f"{key}.block_categories") if "block_categories" in data else None
+        trust = self.trust(data, f"{key}.signatures", default_trust) if "signatures" in data else None
         self.monotonic({**DEFAULT_ACTIONS, **default_actions, **actions}, line, f"{key}.actions")
         try:
-            return PolicyEntry(match=match, actions=actions, block_categories=blocked, line=line)
+            return PolicyEntry(match=match, actions=actions, block_categories=blocked, line=line, signatures=trust)
         except ConfigError as exc:
             raise self.fail(data.lines["match"], f"{key}.match", str(exc)) from None
+
+    # ----------------------------------------------------------------------------------------- signatures
+
+    def trust(self, data: _Map, key: str, inherited: TrustPolicy) -> TrustPolicy:
+        """The ``signatures`` mapping of ``data`` over ``inherited``, every key file and root loaded now."""
+        raw = self.mapping(data["signatures"], data.lines["signatures"], key)
+        self.keys(raw, key, _TRUST_KEYS)
+        changes: dict[str, Any] = {}
+        if "required" in raw:
+            if not isinstance(raw["required"], bool):
+                raise self.fail(
+                    raw.lines["required"], f"{key}.required", f"must be true or false, got {_kind(raw['required'])}"
+                )
+            changes["required"] = raw["required"]
+        if "unsigned" in raw:
+            value = raw["unsigned"]
+            if not isinstance(value, str) or value not in {a.value for a in Action}:
+                raise self.fail(
+                    raw.lines["unsigned"],
+                    f"{key}.unsigned",
+                    f"{value!r} is not an action; expected one of {', '.join(a.value for a in Action)}",
+                )
+            changes["unsigned"] = Action(value)
+        if "grace_seconds" in raw:
+            value = raw["grace_seconds"]
+            if type(value) is not int or not 0 <= value <= MAX_GRACE_SECONDS:  # bool is an int subclass
+                raise self.fail(
+                    raw.lines["grace_seconds"],
+                    f"{key}.grace_seconds",
+                    f"{value!r} is not a whole number of seconds from 0 to {MAX_GRACE_SECONDS}",
+                )
+            changes["grace_seconds"] = value
+        if "keys" in raw:
+            changes["keys"] = self.key_files(raw, f"{key}.keys")
+        if "identities" in raw:
+            changes["identities"] = self.identities(raw, f"{key}.identities")
+        if "trusted_root" in raw:
+            changes["trusted_root"] = self.trusted_root(raw, f"{key}.trusted_root")
+        trust = replace(inherited, **changes)
+        if trust.required and not (trust.keys or trust.identities):
+            raise self.fail(
+                data.lines["signatures"], key, "required: true needs keys or identities (here or in default.signatures)"
+            )
+        return trust
+
+    def _path(self, value: Any, line: int, key: str) -> Path:
+        if not isinstance(value, str) or not value:
+            raise self.fail(line, key, f"must be a file path, got {_kind(value)}")
+        path = Path(value)
+        return path if path.is_absolute() or self.base_dir is None else self.base_dir / path
+
+    def key_files(self, raw: _Map, key: str) -> tuple[PublicKey, ...]:
+        items = raw["keys"]
+        if not isinstance(items, _Seq):
+            raise self.fail(raw.lines["keys"], key, f"must be a list of public key files, got {_kind(items)}")
+        out: list[PublicKey] = []
+        for index, value in enumerate(items):
+            path = self._path(value, items.lines[index], f"{key}[{index}]")
+            if path not in self._keys:
+                try:
+                    self._keys[path] = load_public_key_file(path)
+                except ConfigError as exc:
+                    raise self.fail(items.lines[index], f"{key}[{index}]", str(exc)) from None
+            out.append(self._keys[path])
+        return tuple(out)
+
+    def identities(self, raw: _Map, key: str) -> tuple[IdentityPolicy, ...]:
+        items = raw["identities"]
+        if not isinstance(items, _Seq):
+            raise self.fail(raw.lines["identities"], key, f"must be a list of identities, got {_kind(items)}")
+        out: list[IdentityPolicy] = []
+        for index, item in enumerate(items):
+            where = f"{key}[{index}]"
+            data = self.mapping(item, items.lines[index], where)
+            self.keys(data, where, _IDENTITY_KEYS)
+            for name, value in data.items():
+                if not isinstance(value, str) or not value:
+                    raise self.fail(
+                        data.lines[name], f"{where}.{name}", f"must be a non-empty string, got {_kind(value)}"
+                    )
+            if "issuer" not in data:
+                # Without an issuer anyone with an account at any OIDC provider could claim the subject.
+                raise self.fail(data.line, f"{where}.issuer", "required (the OIDC issuer that vouches for the subject)")
+            try:
+                out.append(IdentityPolicy(**data))
+            except ConfigError as exc:
+                raise self.fail(items.lines[index], where, str(exc)) from None
+        return tuple(out)
+
+    def trusted_root(self, raw: _Map, key: str) -> Path:
+        from workers.signatures.bundles import load_trusted_root
+        from workers.signatures.trustroot import load_trust_root
+
+        path = self._path(raw["trusted_root"], raw.lines["trusted_root"], key)
+        try:
+            # Both views are checked now (the legacy verifier's and sigstore's) so no scan fails on them later.
+            load_trust_root(path)
+            load_trusted_root(path)
+        except ConfigError as exc:
+            raise self.fail(raw.lines["trusted_root"], key, str(exc)) from None
+        return path
 
 
 def _kind(value: Any) -> str:
@@ -361,8 +548,12 @@ def _kind(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"[:80]
 
 
-def parse_policy(text: str, source: str = "<policy>") -> Policy:
-    """Parse and validate policy YAML; ``source`` names the file in error messages."""
+def parse_policy(text: str, source: str = "<policy>", base_dir: Path | None = None) -> Policy:
+    """Parse and validate policy YAML; ``source`` names the file in error messages.
+
+    Relative key and trusted-root paths are read from ``base_dir`` (the policy file's directory), else
+    from the working directory.
+    """
     try:
         document = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
     except _YamlShapeError as exc:
@@ -371,7 +562,7 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         raise ConfigError(f"policy file {where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
-    return _Reader(source).policy(document)
+    return _Reader(source, base_dir).policy(document)
 
 
 def load_policy(path: Path) -> Policy:
@@ -382,7 +573,7 @@ def load_policy(path: Path) -> Policy:
         raise ConfigError(f"policy file {path}: not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"policy file {path}: cannot read it: {exc.strerror or exc}") from None
-    return parse_policy(text, str(path))
+    return parse_policy(text, str(path), Path(path).parent)
 
 
 _CACHE: dict[str, tuple[tuple[int, int], Policy]] = {}
@@ -422,6 +613,7 @@ class Decision:
     explanation: str
     policy: RepositoryPolicy | None = None  # the effective repository policy that chose the action
     blocked_categories: tuple[Category, ...] = ()  # block_categories that forced quarantine
+    signatures: SignatureStatus | None = None  # the trust policy's conclusion, when it was consulted
 
 
 def _weight(finding: Finding) -> Verdict:
@@ -552,8 +744,65 @@ def rollup(findings: Iterable[Finding]) -> tuple[Verdict, str]:
     return verdict, _explain(items, verdict)
 
 
-def decide(findings: Iterable[Finding], repository: str, policy: Policy | None = None) -> Decision:
-    """Findings → verdict → action under the repository's policy, with the explanation shown to developers."""
+def judge_signatures(
+    trust: TrustPolicy,
+    checks: Sequence[SignatureCheck] | None,
+    *,
+    pushed_at: datetime,
+    now: datetime,
+    scope: str | None = None,
+    not_checked: str = "local source",
+) -> SignatureStatus:
+    """What ``trust`` concludes from ``checks`` (None: not checked, for the reason ``not_checked``).
+
+    Only signatures count (cosign keyed or keyless), not attestations. A required signature missing within
+    ``grace_seconds`` of ``pushed_at`` changes nothing yet (signatures are pushed after the image) and says
+    until when; after that the action is at least ``trust.unsigned``. ``scope`` names the policy entry.
+    """
+    if not trust.configured:
+        return SignatureStatus(SignatureState.NOT_CONFIGURED)
+    if checks is None:
+        return SignatureStatus(SignatureState.NOT_CHECKED, trust.required, f"signatures not checked ({not_checked})")
+    verified = [c for c in checks if c.verified and c.kind in SIGNATURE_KINDS]
+    if verified:
+        more = f" (+{len(verified) - 1} more)" if len(verified) > 1 else ""
+        return SignatureStatus(
+            SignatureState.VERIFIED, trust.required, f"signature verified: {verified[0].reason[:120]}{more}"
+        )
+    seen = f"{len(checks)} checked, none verified" if checks else "none found"
+    if not trust.required:
+        return SignatureStatus(SignatureState.UNSIGNED, False, f"no verified signature ({seen}; not required)")
+    deadline = pushed_at + timedelta(seconds=trust.grace_seconds)
+    if now < deadline:
+        stamp = deadline.isoformat(timespec="seconds").replace("+00:00", "Z")
+        return SignatureStatus(
+            SignatureState.GRACE,
+            True,
+            f"unsigned ({seen}), within the grace period until {stamp}",
+            grace_until=deadline,
+        )
+    where = f"for {scope}" if scope else "by default"
+    return SignatureStatus(
+        SignatureState.UNSIGNED,
+        True,
+        f"unsigned ({seen}): policy {where} requires a signature by {trust.describe_signers()}"
+        f" (unsigned: {trust.unsigned.value})",
+        floor=trust.unsigned,
+    )
+
+
+def decide(
+    findings: Iterable[Finding],
+    repository: str,
+    policy: Policy | None = None,
+    *,
+    signatures: SignatureStatus | None = None,
+) -> Decision:
+    """Findings → verdict → action under the repository's policy, with the explanation shown to developers.
+
+    ``signatures`` (from :func:`judge_signatures`) can only make the action stricter (its ``floor``) and
+    ends the explanation with its clause.
+    """
     items = list(findings)
     verdict = _verdict(items)
     effective = (policy or Policy()).for_repository(repository)
@@ -569,10 +818,16 @@ def decide(findings: Iterable[Finding], repository: str, policy: Policy | None =
             f"; quarantined: policy {scope} blocks {', '.join(c.value for c in blocked)} "
             f"({', '.join(rules[:2])}{' …' if len(rules) > 2 else ''})"
         )
+    if signatures is not None:
+        if signatures.floor is not None and _ACTION_ORDER[signatures.floor] > _ACTION_ORDER[action]:
+            action = signatures.floor
+        if signatures.explanation:
+            tail += f"; {signatures.explanation}"
     return Decision(
         verdict=verdict,
         action=action,
         explanation=_explain(items, verdict, tail),
         policy=effective,
         blocked_categories=blocked,
+        signatures=signatures,
     )

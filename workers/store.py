@@ -36,6 +36,7 @@ from workers.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from workers.settings import Settings
+    from workers.signatures.model import SignatureCheck
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class ImageRecord:
             ruleset=report.ruleset,
             findings=report.findings,
             platforms=tuple(platform_summary(p) for p in report.platforms),
-            signatures=(),
+            signatures=tuple(check.to_json() for check in report.signatures),
             provenance=dict(report.provenance),
             errors=report.errors,
             explanation=report.explanation,
@@ -579,9 +580,39 @@ class Store:
             row.errors = [clean_text(e) for e in report.errors]
             row.platforms = clean_json([platform_summary(p) for p in report.platforms])
             row.provenance = clean_json(dict(report.provenance))
+            row.signatures = clean_json([check.to_json() for check in report.signatures])
             row.scanned_at = now
             row.updated_at = now
             self._replace_findings(session, row.id, report.findings)
+
+    def update_signatures(
+        self,
+        repository: str,
+        digest: Digest,
+        *,
+        action: Action,
+        explanation: str,
+        signatures: Sequence[SignatureCheck],
+    ) -> bool:
+        """Replace the signature checks, action and explanation of a done scan (signature re-evaluation).
+
+        The verdict and findings stay. False (nothing changed) when the image has no completed verdict:
+        a scan that is queued or running verifies signatures itself when it finishes.
+        """
+        _check_name(repository, digest)
+        with self._write() as session:
+            row = session.scalars(
+                sa.select(ImageRow)
+                .where(ImageRow.repository == repository, ImageRow.digest == digest)
+                .with_for_update()
+            ).one_or_none()
+            if row is None or row.status != ScanStatus.DONE.value or row.verdict is None:
+                return False
+            row.action = Action(action).value
+            row.explanation = clean_text(explanation)
+            row.signatures = clean_json([check.to_json() for check in signatures])
+            row.updated_at = self.now()
+            return True
 
     def mark_not_image(self, repository: str, digest: Digest, message: str, *, ruleset: str | None) -> None:
         """Record that the manifest is an artifact (signature, attestation, SBOM …): done, with no verdict."""

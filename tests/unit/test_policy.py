@@ -112,12 +112,16 @@ def test_example_policy_loads() -> None:
             r"p\.yaml:5: default\.block_categories\[1\]: 'adware' is not a category",
         ),
         (
-            "version: 1\ndefault:\n  signatures: {unsigned: quarantine}\n",
-            r"p\.yaml:3: default\.signatures: not supported yet",
+            "version: 1\ndefault:\n  signatures: {unsigned: block}\n",
+            r"p\.yaml:3: default\.signatures\.unsigned: 'block' is not an action",
         ),
         (
-            "version: 1\nrepositories:\n  - match: a/*\n    signatures: {}\n",
-            r"p\.yaml:4: repositories\[0\]\.signatures: not supported yet",
+            "version: 1\nrepositories:\n  - match: a/*\n    signatures: {require: true}\n",
+            r"p\.yaml:4: repositories\[0\]\.signatures\.require: unknown key",
+        ),
+        (
+            "version: 1\ndefault:\n  signatures: {required: true}\n",
+            r"p\.yaml:3: default\.signatures: required: true needs keys or identities",
         ),
         ("version: 1\nrepositories: {}\n", r"p\.yaml:2: repositories: must be a list, got a mapping"),
         ("version: 1\nrepositories:\n  - prod/**\n", r"p\.yaml:3: repositories\[0\]: must be a mapping, got str"),
