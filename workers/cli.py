@@ -1,4 +1,4 @@
-"""The ``tollgate`` command line: scan, serve, worker, migrate, reconcile."""
+"""The ``tollgate`` command line: scan, verify, serve, worker, migrate, reconcile."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workers.domain import Action, ScanStatus
-from workers.errors import TollgateError
+from workers.errors import ConfigError, TollgateError
 from workers.settings import Settings
+
+if TYPE_CHECKING:
+    from workers.policy import TrustPolicy
 
 EXIT_ALLOWED = 0
 EXIT_BLOCKED = 1
@@ -26,6 +30,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     """Vet one image from a registry, an OCI layout or a docker archive, and print its record."""
     from workers.pipeline import NotAnImage, Vetter, load_scanners
     from workers.policy import cached_policy
+    from workers.signatures.verify import verify_image
     from workers.sources import open_source
     from workers.store import ImageRecord
 
@@ -41,7 +46,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         )
         source, reference = open_source(args.ref, settings)
         try:
-            report = Vetter(scanners, limits=settings.limits, policy=policy).vet(source, reference)
+            vetter = Vetter(scanners, limits=settings.limits, policy=policy, signature_verifier=verify_image)
+            report = vetter.vet(source, reference)
         finally:
             close = getattr(source, "close", None)
             if close is not None:
@@ -59,6 +65,83 @@ def cmd_scan(args: argparse.Namespace) -> int:
     else:
         _print_text(record.to_json())
     return EXIT_BLOCKED if report.action is Action.QUARANTINE else EXIT_ALLOWED
+
+
+def _trust_from_flags(args: argparse.Namespace) -> TrustPolicy:
+    """The cosign-like flags as a trust policy; ConfigError for a bad key file or an incomplete identity."""
+    from workers.policy import TrustPolicy
+    from workers.signatures.bundles import load_trusted_root
+    from workers.signatures.identity import IdentityPolicy
+    from workers.signatures.keys import load_public_key_file
+    from workers.signatures.trustroot import load_trust_root
+
+    keys = tuple(load_public_key_file(path) for path in args.key or ())
+    identity_flags = (args.certificate_identity, args.certificate_identity_regexp, args.certificate_oidc_issuer)
+    identities: tuple[IdentityPolicy, ...] = ()
+    if any(flag is not None for flag in identity_flags):
+        identities = (
+            IdentityPolicy(
+                issuer=args.certificate_oidc_issuer or "",
+                subject=args.certificate_identity,
+                subject_regexp=args.certificate_identity_regexp,
+                workflow_repository=args.certificate_github_workflow_repository,
+                workflow_ref=args.certificate_github_workflow_ref,
+            ),
+        )
+    if not keys and not identities:
+        raise ConfigError(
+            "nothing to verify against: give --key FILE, or --certificate-identity[-regexp] with"
+            " --certificate-oidc-issuer"
+        )
+    if args.trusted_root is not None:
+        load_trust_root(args.trusted_root)  # both views, so a bad file is an error (2) and not "unverified" (1)
+        load_trusted_root(args.trusted_root)
+    return TrustPolicy(required=True, keys=keys, identities=identities, trusted_root=args.trusted_root)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Verify the signatures of one registry image against the given signers and print every check."""
+    from workers.signatures.verify import verify_image
+    from workers.sources import RegistrySource, open_source
+
+    settings = _settings()
+    if args.ref.startswith(("oci:", "docker-archive:")):
+        _print_error(args, f"{args.ref}: verify reads signatures from a registry; local sources carry none")
+        return EXIT_ERROR
+    try:
+        trust = _trust_from_flags(args)
+        source, reference = open_source(args.ref, settings)
+        assert isinstance(source, RegistrySource)
+        try:
+            digest = source.get_manifest(reference).digest
+            report = verify_image(source.client, source.repository, digest, trust)
+        finally:
+            source.close()
+    except TollgateError as exc:
+        _print_error(args, f"{args.ref}: {exc.diagnostics()}")
+        return EXIT_ERROR
+    result = {
+        "reference": args.ref,
+        "repository": source.repository,
+        "digest": digest,
+        "verified": report.satisfied,
+        "checks": [check.to_json() for check in report.checks],
+        "notes": [{"where": note.where, "reason": note.reason} for note in report.notes],
+    }
+    if args.format == "json":
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"{source.repository}@{digest}: {'verified' if report.satisfied else 'NOT verified'}")
+        for check in report.checks:
+            mark = "ok  " if check.verified else "FAIL"
+            print(f"  {mark} {check.kind.value} {check.source}")
+            print(f"       {check.reason}")
+        for note in report.notes:
+            print(f"  note {note.where}: {note.reason}")
+        if not report.checks:
+            print("  no signatures or attestations found")
+    return EXIT_ALLOWED if report.satisfied else EXIT_BLOCKED
 
 
 def _print_error(args: argparse.Namespace, message: str) -> None:
@@ -170,6 +253,24 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--format", choices=["text", "json"], default="text")
     scan.add_argument("--policy", type=Path, metavar="FILE", help="policy YAML (default TOLLGATE_POLICY_FILE)")
     scan.set_defaults(func=cmd_scan)
+
+    verify = sub.add_parser(
+        "verify", help="verify an image's cosign signatures (exit 0 verified, 1 not verified, 2 error)"
+    )
+    verify.add_argument("ref", help="host:port/repo:tag or repo[:tag|@sha256:…] in TOLLGATE_REGISTRY_URL")
+    verify.add_argument("--key", action="append", type=Path, metavar="FILE", help="cosign public key (repeatable)")
+    verify.add_argument("--certificate-identity", metavar="SUBJECT", help="keyless: exact certificate subject")
+    verify.add_argument(
+        "--certificate-identity-regexp", metavar="REGEXP", help="keyless: subject regexp (matches the whole subject)"
+    )
+    verify.add_argument("--certificate-oidc-issuer", metavar="URL", help="keyless: the OIDC issuer (required)")
+    verify.add_argument("--certificate-github-workflow-repository", metavar="OWNER/REPO")
+    verify.add_argument("--certificate-github-workflow-ref", metavar="REF")
+    verify.add_argument(
+        "--trusted-root", type=Path, metavar="FILE", help="trusted_root.json (default: Sigstore production, offline)"
+    )
+    verify.add_argument("--format", choices=["text", "json"], default="text")
+    verify.set_defaults(func=cmd_verify)
 
     serve = sub.add_parser("serve", help="serve the webhook, API and pages")
     serve.add_argument("--addr", help="host:port (default TOLLGATE_HTTP_ADDR)")

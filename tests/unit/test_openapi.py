@@ -112,3 +112,40 @@ def test_the_record_schema_rejects_what_the_contract_forbids(document: dict[str,
     ]
     for bad in bad_variants:
         assert not validator.is_valid(bad), bad
+
+
+def test_signature_checks_are_stored_served_and_described(document: dict[str, Any], store: Store) -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from workers.signatures.model import SignatureCheck, SignatureFormat, SignatureKind
+
+    digest = digest_of("signed")
+    keyless = SignatureCheck(
+        SignatureKind.COSIGN_KEYLESS,
+        SignatureFormat.BUNDLE_REFERRER,
+        digest,
+        True,
+        "cosign signature statement signed by dev@example.com from https://issuer.example.com",
+        digest_of("referrer"),
+        identity="dev@example.com",
+        issuer="https://issuer.example.com",
+        log_index=1000,
+        integrated_time=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    keyed = SignatureCheck(
+        SignatureKind.COSIGN_KEYED,
+        SignatureFormat.LEGACY_TAG,
+        digest,
+        False,
+        "signature does not verify with any of the 1 configured keys",
+        f"sha256-{'ab' * 32}.sig@{digest_of('sig')}#0",
+    )
+    store.save_report(replace(make_report(REPO, digest), signatures=(keyless, keyed)))
+    record = make_app(store).test_client().get(f"/api/v1/images/{REPO}@{digest}").get_json()
+    validator = validator_for(document, "ImageRecord")
+    validator.validate(record)
+    assert [s["verified"] for s in record["signatures"]] == [True, False]
+    assert record["signatures"][0]["identity"] == "dev@example.com" and record["signatures"][0]["log_index"] == 1000
+    assert record["signatures"][0]["time"].startswith("2026-01-01T00:00:00")
+    assert not validator.is_valid({**record, "signatures": [{**record["signatures"][0], "kind": "gpg"}]})
