@@ -205,3 +205,50 @@ def test_pipeline_quarantines_unsigned_after_grace_and_allows_signed(
     assert good.action is Action.ALLOW and good.signature_status.state is SignatureState.VERIFIED
     assert [c.verified for c in good.signatures] == [True]
     assert good.explanation == "clean: no findings; signature verified: signed by key release.pub (ecdsa-p256)"
+
+
+def test_scan_job_then_signature_pushed_later_is_reverified(
+    registry: RunningRegistry, client: RegistryClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers import jobs
+    from workers.store import Store
+
+    release, _ = _key(tmp_path, "release")
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(
+        "version: 1\ndefault:\n  signatures: {required: true, grace_seconds: 600, keys: [release.pub]}\n"
+    )
+    database_url = f"sqlite:///{tmp_path / 'tollgate.db'}"
+    for key in list(os.environ):
+        if key.startswith("TOLLGATE_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("TOLLGATE_DATABASE_URL", database_url)
+    monkeypatch.setenv("TOLLGATE_POLICY_FILE", str(policy_file))
+    monkeypatch.setenv("TOLLGATE_REGISTRY_URL", registry.url)
+    monkeypatch.setenv("TOLLGATE_REGISTRY_USE_DOCKER_CONFIG", "false")
+    store = Store(database_url)
+    store.migrate()
+    monkeypatch.setattr(jobs, "_store", lambda: store)
+    image = _push_image(registry, tmp_path / "app", "1.0", b"one")
+    store.record_push(REPO, image, tag="1.0", media_type=None)
+
+    outcome = jobs.scan_image(REPO, image)  # pushed just now: unsigned, within the grace period
+    assert outcome["action"] == "allow" and outcome["signatures"]["state"] == "grace"
+    record = store.get_record(REPO, image)
+    assert record is not None
+    deadline = record.first_seen + timedelta(seconds=600)
+    assert datetime.fromisoformat(outcome["signatures"]["grace_until"]) == deadline
+
+    after = jobs.reverify_image(REPO, image, now=deadline)  # the grace scheduler's call: still unsigned
+    assert after["action"] == "quarantine" and after["signatures"]["state"] == "unsigned"
+    record = store.get_record(REPO, image)
+    assert record is not None and record.action is Action.QUARANTINE and record.signatures == ()
+
+    _sign_keyed(client, image, release, image)  # the .sig push's re-evaluation: released
+    signed = jobs.reverify_image(REPO, image, now=deadline)
+    assert signed["action"] == "allow" and signed["signatures"]["state"] == "verified"
+    record = store.get_record(REPO, image)
+    assert record is not None and record.action is Action.ALLOW
+    assert [s["verified"] for s in record.signatures] == [True] and record.verdict is not None
+    assert jobs.reverify_image(REPO, _push_image(registry, tmp_path / "b", "b", b"b"))["status"] == "skipped"
+    store.close()
