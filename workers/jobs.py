@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from workers.domain import Digest, ScanStatus, parse_digest
+from workers.domain import Digest, ScanStatus, SignatureState, parse_digest
 from workers.errors import ConfigError, PermanentError, TransientError
 from workers.layerscan import StoredLayerCache
 from workers.pipeline import NotAnImage, Vetter, decide_with_signatures, load_scanners
 from workers.policy import cached_policy
+from workers.queue import enqueue_subject_lookup, redis_connection, schedule_recheck
 from workers.registry import RegistryClient
 from workers.settings import Settings
 from workers.signatures.verify import SignatureVerifier, verify_image
@@ -100,6 +101,8 @@ def scan_image(repository: str, digest: str) -> dict[str, Any]:
         raise
     except NotAnImage as exc:
         store.mark_not_image(repository, checked, str(exc), ruleset=scanners.ruleset)
+        # A signature, attestation or other referrer pushed by digest: its subject's signatures are re-evaluated.
+        enqueue_subject_lookup(redis_connection(settings), repository, checked, settings=settings)
         return {"status": "done", "verdict": None, "reason": str(exc)}
     except PermanentError as exc:
         store.mark_error(repository, checked, exc.diagnostics(), ruleset=scanners.ruleset)
@@ -113,6 +116,10 @@ def scan_image(repository: str, digest: str) -> dict[str, Any]:
     if vetter.cache_hits:
         log.info("%s@%s: %d layer scan(s) came from the cache", repository, digest, vetter.cache_hits)
     status = report.signature_status
+    if status is not None and status.state is SignatureState.GRACE and status.grace_until is not None:
+        # Unsigned but within the grace period: look again when it ends (a signature may arrive before then,
+        # and re-evaluates the image on its own push).
+        schedule_recheck(redis_connection(settings), repository, checked, status.grace_until, settings=settings)
     return {
         "status": "done",
         "verdict": report.verdict.value,

@@ -18,7 +18,14 @@ from rules.loader import ruleset_version
 from tests.support.oci import tar_layer, write_image_layout
 from tests.support.stack import Stack
 from workers.domain import Digest, MediaType, parse_digest, sha256_digest
-from workers.queue import PUSH_QUEUE, RESCAN_QUEUE, enqueue_subject_lookup, reevaluation_job_id, scan_job_id
+from workers.queue import (
+    PUSH_QUEUE,
+    RESCAN_QUEUE,
+    enqueue_subject_lookup,
+    reevaluation_job_id,
+    scan_job_id,
+    subject_lookup_job_id,
+)
 from workers.registry import RegistryClient
 
 pytestmark = pytest.mark.functional
@@ -130,13 +137,15 @@ def test_a_referrer_pushed_by_digest_re_evaluates_its_subject_through_the_lookup
     referrer = _push_referrer(client, image)
     # No telling tag: the webhook admits it like any manifest, and the worker records it as not an image.
     stack.wait_for(lambda: scan_job_id(REPO, referrer, ruleset) in _jobs(redis_conn, PUSH_QUEUE), what="its scan")
+    # The burst runs the scan, which records it as not an image and queues the subject lookup, then the lookup,
+    # then the re-evaluation of the subject that the lookup queued.
     stack.run_worker()
     assert stack.record(REPO, f"@{referrer}").json()["verdict"] is None
 
-    lookup = enqueue_subject_lookup(redis_conn, REPO, referrer, settings=stack.settings)
+    lookup_id = subject_lookup_job_id(REPO, referrer)
     plain = enqueue_subject_lookup(redis_conn, REPO, image, settings=stack.settings)  # an image names no subject
-    stack.run_worker()  # runs the lookups, then the re-evaluation the first one queued
-    found = Job.fetch(lookup.job_id, connection=redis_conn, serializer=JSONSerializer).return_value()
+    stack.run_worker()
+    found = Job.fetch(lookup_id, connection=redis_conn, serializer=JSONSerializer).return_value()
     assert found == {
         "status": "queued",
         "subject": image,

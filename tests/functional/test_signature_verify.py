@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from rq.registry import ScheduledJobRegistry
 
 from tests.functional.test_signature_discovery import REPO, push_bundle_referrer, push_fallback_index, push_legacy
 from tests.support.oci import tar_layer, write_image_layout
@@ -30,6 +32,7 @@ from tests.support.sigstore import (
 from workers.domain import Action, Digest, SignatureState, parse_digest
 from workers.pipeline import Vetter, load_scanners
 from workers.policy import load_policy
+from workers.queue import RESCAN_QUEUE, recheck_job_id
 from workers.registry import RegistryClient
 from workers.signatures.verify import verify_image
 from workers.sources import RegistrySource
@@ -208,7 +211,12 @@ def test_pipeline_quarantines_unsigned_after_grace_and_allows_signed(
 
 
 def test_scan_job_then_signature_pushed_later_is_reverified(
-    registry: RunningRegistry, client: RegistryClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    registry: RunningRegistry,
+    client: RegistryClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    redis_url: str,
+    redis_conn: redis.Redis,
 ) -> None:
     from workers import jobs
     from workers.store import Store
@@ -226,6 +234,7 @@ def test_scan_job_then_signature_pushed_later_is_reverified(
     monkeypatch.setenv("TOLLGATE_POLICY_FILE", str(policy_file))
     monkeypatch.setenv("TOLLGATE_REGISTRY_URL", registry.url)
     monkeypatch.setenv("TOLLGATE_REGISTRY_USE_DOCKER_CONFIG", "false")
+    monkeypatch.setenv("TOLLGATE_REDIS_URL", redis_url)
     store = Store(database_url)
     store.migrate()
     monkeypatch.setattr(jobs, "_store", lambda: store)
@@ -238,6 +247,9 @@ def test_scan_job_then_signature_pushed_later_is_reverified(
     assert record is not None
     deadline = record.first_seen + timedelta(seconds=600)
     assert datetime.fromisoformat(outcome["signatures"]["grace_until"]) == deadline
+    # The job scheduled the look at the end of the grace period on the rescan queue.
+    scheduled = ScheduledJobRegistry(RESCAN_QUEUE, connection=redis_conn).get_job_ids()
+    assert scheduled == [recheck_job_id(REPO, image, deadline)]
 
     after = jobs.reverify_image(REPO, image, now=deadline)  # the grace scheduler's call: still unsigned
     assert after["action"] == "quarantine" and after["signatures"]["state"] == "unsigned"
