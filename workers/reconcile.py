@@ -13,6 +13,7 @@ from workers.domain import Descriptor, is_repository_name, is_tag
 from workers.errors import QueueUnavailable, StoreUnavailable, TollgateError
 from workers.queue import Admission, admit_push, redis_connection
 from workers.settings import Settings
+from workers.signatures.discovery import subject_of_tag
 
 if TYPE_CHECKING:
     from workers.store import Store
@@ -134,10 +135,14 @@ def _reconcile_repository(
 
 def _valid_tags(tags: Iterable[str]) -> Iterator[str]:
     for tag in tags:
-        if is_tag(tag):
-            yield tag
-        else:
+        if not is_tag(tag):
             log.warning("reconcile: skipping a tag that is not valid: %r", str(tag)[:80])
+        elif subject_of_tag(tag) is not None:
+            # sha256-<hex>.sig/.att/sha256-<hex> hold an image's signatures, not an image: that image's own scan
+            # reads them (and an unsigned image is checked again when its grace period ends).
+            continue
+        else:
+            yield tag
 
 
 def _note(errors: list[str], message: str) -> None:

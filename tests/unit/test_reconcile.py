@@ -131,6 +131,19 @@ def test_hostile_names_from_the_registry_are_skipped(
     assert store.tags_of("ok/repo", TOOL) == ("good",)
 
 
+def test_signature_tags_are_not_admitted_as_images(
+    settings: Settings, listing: FakeRegistry, store: Store, redis_conn: redis.Redis
+) -> None:
+    hexdigest = APP_V1.removeprefix("sha256:")
+    signature, index = digest_of("app-v1.sig"), digest_of("app-v1 referrers")
+    listing.repositories["team/app"].update(
+        {f"sha256-{hexdigest}.sig": signature, f"sha256-{hexdigest}.att": signature, f"sha256-{hexdigest}": index}
+    )
+    report = _run(settings, listing, store, redis_conn)
+    assert report == ReconcileReport(repositories=2, tags=4, enqueued=3, errors=())
+    assert store.get_record("team/app", signature) is None and store.get_record("team/app", index) is None
+
+
 def test_registry_down_is_an_error_not_a_crash(
     settings: Settings, listing: FakeRegistry, store: Store, redis_conn: redis.Redis
 ) -> None:
