@@ -164,7 +164,7 @@ class _Resolver:
             return node.path if node else None
         if "/" in word or word.endswith((".sh", ".py", ".pl", ".rb", ".js", ".bash")):
             for base in (base_dir, self.workdir):
-                joined = MergedFilesystem._join_link(f"{base}/x" if base else "x", word)
+                joined = MergedFilesystem.join_link(f"{base}/x" if base else "x", word)
                 node = self._file(joined)
                 if node:
                     return node.path

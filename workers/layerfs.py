@@ -123,7 +123,7 @@ class MergedFilesystem:
             if node is None:
                 return None
             if node.kind is EntryKind.SYMLINK and node.linkname is not None:
-                current = self._join_link(node.path, node.linkname)
+                current = self.join_link(node.path, node.linkname)
                 continue
             if node.kind is EntryKind.HARDLINK and node.linkname is not None:
                 current = node.linkname
@@ -146,7 +146,7 @@ class MergedFilesystem:
         return self._nodes.get(f"{parent.path}/{tail}" if parent.path else tail)
 
     @staticmethod
-    def _join_link(link_path: str, target: str) -> str:
+    def join_link(link_path: str, target: str) -> str:
         """Resolve a symlink target against the image root; '..' never climbs above it."""
         base = [] if target.startswith("/") else _parent(link_path).split("/")
         parts = [p for p in base if p]
