@@ -186,10 +186,22 @@ def weigh_hit(
     scope = meta.scope if meta is not None else RuleScope.FILE
     binary = facts is not None and facts.kind == "elf"
 
-    if ownership == Ownership.VERIFIED:
+    # The package database is image content too: an attacker can list a payload in it. So ownership lowers the
+    # weight only of what nothing runs (the bash man page, a library's test key), never of a file the
+    # entrypoint, cron, a unit or a profile runs, and never of a miner (a packaged miner is still a miner).
+    owner_counts = (
+        ownership in (Ownership.VERIFIED, Ownership.OWNED)
+        and not context.why(path)
+        and not autostart_kind(path)
+        and hit.category is not Category.MINER
+    )
+    if ownership in (Ownership.VERIFIED, Ownership.OWNED) and not owner_counts:
+        checked = "checksum verified" if ownership == Ownership.VERIFIED else "no checksum to compare"
+        notes.append(f"claimed by package {package} ({checked}), which does not lower its weight here")
+    if owner_counts and ownership == Ownership.VERIFIED:
         severity = Severity.INFO
         notes.append(f"package content of {package}, checksum verified")
-    elif ownership == Ownership.OWNED:
+    elif owner_counts:
         severity = _cap(severity, Severity.LOW)
         notes.append(f"owned by package {package} (no checksum to compare)")
     elif is_documentation(path) and not binary and not context.why(path):
@@ -282,7 +294,8 @@ def _file_findings(
         layer = view.layers[node.layer]
         where = {"layer": layer.digest, "step": layer.step, "path": "/" + node.path, "in_final_fs": True}
         ownership, package = packages.check(node.path, facts.md5)
-        if ownership == Ownership.MODIFIED:
+        # Executables only: configuration a package ships (conffiles, profiles) is edited legitimately.
+        if ownership == Ownership.MODIFIED and (facts.kind == "elf" or node.mode & 0o111):
             out += derive(MODIFIED_PACKAGE_FILE, f"/{node.path} of package {package}", **where)
         elif facts.kind == "elf" and _hidden_or_temp(node.path) and ".so" not in node.path.rsplit("/", 1)[-1]:
             if ownership not in (Ownership.VERIFIED, Ownership.OWNED):

@@ -23,7 +23,7 @@ from workers.settings import UnpackLimits
 from workers.unpack import EntryKind, LayerEntry, LayerReader, Refusal
 
 # Bump when what a LayerScan records (or how) changes: cached scans of an older analyzer are ignored.
-ANALYZER_VERSION = "ls-3"
+ANALYZER_VERSION = "ls-4"
 
 ELF_MAGIC = b"\x7fELF"
 MAX_REFS_PER_FILE = 128

@@ -22,6 +22,7 @@ DPKG_STATUS_D = "var/lib/dpkg/status.d/"  # distroless: one control stanza (and 
 APK_INSTALLED = "lib/apk/db/installed"
 RPM_DBS = ("var/lib/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/rpmdb.sqlite", "var/lib/rpm/Packages")
 _MD5_LINE = re.compile(r"^([0-9a-f]{32}) [ *]?(.+)$")
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
 
 
 def is_package_db_path(path: str) -> bool:
@@ -41,7 +42,7 @@ class PackageDbFile:
     package: str | None = None  # for per-package files
     paths: tuple[str, ...] = ()  # root-relative paths the file says its package owns
     md5: Mapping[str, str] = field(default_factory=dict)  # root-relative path → md5 hex
-    owners: Mapping[str, str] = field(default_factory=dict)  # apk: path → package
+    owners: Mapping[str, str] = field(default_factory=dict)  # apk, rpm, dpkg conffiles: path → package
     installed: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
@@ -66,6 +67,16 @@ class PackageDbFile:
             owners=dict(data.get("owners") or {}),
             installed=tuple(data.get("installed") or ()),
         )
+
+
+def _conffiles(value: str) -> dict[str, str]:
+    """A status stanza's ``Conffiles:`` lines, " /etc/crontab <md5> [obsolete]", as path → md5."""
+    out: dict[str, str] = {}
+    for line in value.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith("/") and _MD5.match(parts[1]):
+            out[parts[0].lstrip("/")] = parts[1]
+    return out
 
 
 def _package_of(name: str) -> str:
@@ -107,10 +118,16 @@ def parse_package_db_file(path: str, content: bytes) -> PackageDbFile | None:
     text = content.decode("utf-8", errors="replace")
     name = path.rsplit("/", 1)[-1]
     if path == DPKG_STATUS:
-        installed = tuple(
-            s["Package"] for s in _stanzas(text) if "Package" in s and s.get("Status", "").endswith(" installed")
-        )
-        return PackageDbFile(kind="dpkg-status", installed=installed)
+        stanzas = [s for s in _stanzas(text) if "Package" in s and s.get("Status", "").endswith(" installed")]
+        # Conffiles (/etc/crontab, /etc/cron.d/*) are not in *.md5sums: their md5s live here, in the status file.
+        conffiles: dict[str, str] = {}
+        conffile_owners: dict[str, str] = {}
+        for stanza in stanzas:
+            for conffile, digest in _conffiles(stanza.get("Conffiles", "")).items():
+                conffiles[conffile] = digest
+                conffile_owners[conffile] = stanza["Package"]
+        installed = tuple(s["Package"] for s in stanzas)
+        return PackageDbFile(kind="dpkg-status", installed=installed, owners=conffile_owners, md5=conffiles)
     if path.startswith(DPKG_INFO) and name.endswith(".list"):
         listed = (line.strip().lstrip("/") for line in text.splitlines() if line.strip().startswith("/"))
         paths = tuple(p for p in listed if p not in ("", "."))  # dpkg lists the root itself as "/."

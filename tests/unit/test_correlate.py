@@ -139,11 +139,44 @@ def test_file_artifact_counts_anywhere(tmp_path: Path, rules_dir: Path) -> None:
 def test_verified_package_content_is_informational(tmp_path: Path, rules_dir: Path) -> None:
     script = b"#!/bin/sh\n" + EXEC_MARK + b"\n"
     files = {"usr/sbin/packaged-tool": script}
-    layer = tar_layer({**files, **_dpkg("tool", files), "etc/cron.d/tool": b"* * * * * root /usr/sbin/packaged-tool\n"})
-    report = _vet(tmp_path, [layer], rules_dir)
+    report = _vet(tmp_path, [tar_layer({**files, **_dpkg("tool", files)})], rules_dir)
     (hit,) = _by_rule(report, "test.exec-idiom")
     assert hit.severity is Severity.INFO
     assert "package content of tool, checksum verified" in hit.message
+    assert not _by_rule(report, "context.modified-package-file")
+
+
+def test_ownership_does_not_lower_what_runs(tmp_path: Path, rules_dir: Path) -> None:
+    # The package database is image content: a payload listed in it is still run by the cron file.
+    script = b"#!/bin/sh\n" + EXEC_MARK + b"\n"
+    files = {"usr/sbin/packaged-tool": script}
+    layer = tar_layer({**files, **_dpkg("tool", files), "etc/cron.d/tool": b"* * * * * root /usr/sbin/packaged-tool\n"})
+    report = _vet(tmp_path, [layer], rules_dir)
+    (hit,) = _by_rule(report, "test.exec-idiom")
+    assert hit.severity is Severity.CRITICAL
+    assert "claimed by package tool (checksum verified), which does not lower its weight here" in hit.message
+
+
+def test_a_miner_listed_in_the_package_database_stays_a_miner(tmp_path: Path, rules_dir: Path) -> None:
+    miner = FAKE_ELF + MINER_MARK
+    files = {"usr/lib/tool/helper": miner}
+    report = _vet(tmp_path, [tar_layer({**files, **_dpkg("tool", files)})], rules_dir)
+    (hit,) = _by_rule(report, "test.miner-binary")
+    assert hit.severity is Severity.CRITICAL and "claimed by package tool" in hit.message
+
+
+def test_conffile_checksums_come_from_the_status_file(tmp_path: Path, rules_dir: Path) -> None:
+    conf = b"# shipped by the package\n" + FILE_MARK + b"\n"
+    conffiles = f" /etc/tool.conf {hashlib.md5(conf).hexdigest()}\n /etc/old.conf {'0' * 32} obsolete\n"
+    status = f"Package: tool\nStatus: install ok installed\nConffiles:\n{conffiles}\n".encode()
+    files = {"etc/tool.conf": conf, "var/lib/dpkg/status": status, "var/lib/dpkg/info/tool.list": b"/etc/tool.conf\n"}
+    (shipped,) = _by_rule(_vet(tmp_path / "ok", [tar_layer(files)], rules_dir), "test.file-artifact")
+    assert shipped.severity is Severity.INFO and "package content of tool" in shipped.message
+    edited = {**files, "etc/tool.conf": conf + b"# edited by the image\n"}
+    report = _vet(tmp_path / "edited", [tar_layer(edited)], rules_dir)
+    (hit,) = _by_rule(report, "test.file-artifact")
+    assert hit.severity is Severity.CRITICAL and "checksum does not match" in hit.message
+    # An edited configuration file is not an executable replaced: no modified-package-file finding for it.
     assert not _by_rule(report, "context.modified-package-file")
 
 
