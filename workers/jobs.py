@@ -170,6 +170,10 @@ def reverify_image(
         repository, checked, action=decision.action, explanation=decision.explanation, signatures=checks
     ):
         return {"status": "skipped", "reason": "the image is being rescanned"}
+    status = decision.signatures
+    if status is not None and status.state is SignatureState.GRACE and status.grace_until is not None:
+        # Still waiting (a policy with a longer grace period now): look again when it ends.
+        schedule_recheck(redis_connection(settings), repository, checked, status.grace_until, settings=settings)
     return {
         "status": "done",
         "verdict": decision.verdict.value,

@@ -33,6 +33,8 @@ QUEUES = (PUSH_QUEUE, RESCAN_QUEUE)
 
 # Job functions are named, never imported, so the web process stays free of yara and the pipeline.
 SCAN_FUNCTION = "workers.jobs.scan_image"
+# Re-verifies signatures and decides again from the stored findings (no rescan): the end of a grace period.
+REVERIFY_FUNCTION = "workers.jobs.reverify_image"
 SCAN_FAILED_CALLBACK = "workers.jobs.on_scan_failed"
 RECONCILE_FUNCTION = "workers.reconcile.reconcile_job"
 SUBJECT_LOOKUP_FUNCTION = "workers.signature_jobs.reevaluate_subject"
@@ -228,11 +230,17 @@ def enqueue_scan(
 
 
 def _scan_options(
-    repository: str, digest: str, settings: Settings, meta: dict[str, Any], what: str = "scan"
+    repository: str,
+    digest: str,
+    settings: Settings,
+    meta: dict[str, Any],
+    what: str = "scan",
+    *,
+    func: str = SCAN_FUNCTION,
 ) -> dict[str, Any]:
-    """The rq options of a job running :data:`SCAN_FUNCTION` on ``repository@digest``."""
+    """The rq options of a job running ``func`` (:data:`SCAN_FUNCTION` by default) on ``repository@digest``."""
     return {
-        "func": SCAN_FUNCTION,
+        "func": func,
         "args": (repository, digest),
         "timeout": settings.job_timeout,
         "result_ttl": RESULT_TTL,
@@ -288,8 +296,9 @@ def schedule_recheck(
     *,
     settings: Settings,
 ) -> Enqueued:
-    """Schedule a rescan of ``repository@digest`` on the rescan queue at ``at`` (timezone-aware), e.g. the end
-    of an unsigned image's grace period; idempotent per (repository, digest, ``at`` to the second).
+    """Schedule a re-verification of ``repository@digest`` (:data:`REVERIFY_FUNCTION`: signatures found again,
+    the stored findings decided again, no rescan) on the rescan queue at ``at`` (timezone-aware), e.g. the end of
+    an unsigned image's grace period; idempotent per (repository, digest, ``at`` to the second).
 
     rq's scheduler (every worker runs with it, see :func:`run_worker`) moves the job to the queue once ``at`` has
     passed; an ``at`` in the past runs at the scheduler's next pass. A recheck that is still scheduled, queued or
@@ -300,7 +309,9 @@ def schedule_recheck(
     when = recheck_time(at)
     job_id = recheck_job_id(repository, digest, when)
     meta = {"repository": repository, "digest": digest, "rescan": True, "reason": "recheck", "at": when.isoformat()}
-    options = _scan_options(repository, digest, settings, meta, what=f"recheck at {when.isoformat()}")
+    options = _scan_options(
+        repository, digest, settings, meta, what=f"recheck at {when.isoformat()}", func=REVERIFY_FUNCTION
+    )
     try:
         created = _enqueue_unique(_queue(conn, RESCAN_QUEUE), job_id, at=when, replace=_UNFINISHED, **options)
     except RedisError as exc:

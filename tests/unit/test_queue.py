@@ -22,6 +22,7 @@ from workers.queue import (
     PUSH_QUEUE,
     RECONCILE_JOB_ID,
     RESCAN_QUEUE,
+    REVERIFY_FUNCTION,
     SCAN_FAILED_CALLBACK,
     SCAN_FUNCTION,
     Admission,
@@ -416,7 +417,7 @@ def test_schedule_recheck_schedules_a_rescan_at_the_time(redis_conn: redis.Redis
     assert _waiting(redis_conn, RESCAN_QUEUE) == []  # not before its time
     job = _fetch(redis_conn, enqueued.job_id)
     assert job.get_status() == JobStatus.SCHEDULED
-    assert job.func_name == SCAN_FUNCTION
+    assert job.func_name == REVERIFY_FUNCTION
     assert job.args == [REPO, DIGEST]
     assert job.origin == RESCAN_QUEUE
     assert job.timeout == settings.job_timeout
@@ -443,7 +444,9 @@ def test_a_due_recheck_is_run_by_the_scheduling_worker(
     redis_conn: redis.Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch, jobs: types.ModuleType
 ) -> None:
     ran: list[tuple[str, str]] = []
-    monkeypatch.setattr(jobs, "scan_image", lambda repository, digest: ran.append((repository, digest)), raising=False)
+    monkeypatch.setattr(
+        jobs, "reverify_image", lambda repository, digest: ran.append((repository, digest)), raising=False
+    )
     due = schedule_recheck(redis_conn, REPO, DIGEST, datetime.now(UTC) - timedelta(seconds=1), settings=settings)
     future = schedule_recheck(redis_conn, REPO, DIGEST, datetime.now(UTC) + timedelta(hours=1), settings=settings)
     run_worker(settings, burst=True, with_scheduler=True, simple=True)
