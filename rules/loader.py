@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
@@ -561,6 +561,21 @@ def _ioc_yara_source(ioc: IocList) -> str | None:
     return f"rule {yara_identifier(ioc.meta.id)}\n{{\n    strings:\n{body}\n    condition:\n        any of them\n}}\n"
 
 
+_Loaded = TypeVar("_Loaded", HeuristicRule, ContextRule)
+
+
+def _load_folder(folder: Path, load: Callable[[Path], _Loaded], metas: dict[str, RuleMeta]) -> tuple[_Loaded, ...]:
+    """Every YAML rule of ``folder``, registered in ``metas``; an id already taken is refused."""
+    loaded: list[_Loaded] = []
+    for path in sorted(folder.glob("*.y*ml")) if folder.is_dir() else []:
+        rule = load(path)
+        if rule.meta.id in metas:
+            raise RuleLoadError(f"{path}: duplicate rule id {rule.meta.id!r}")
+        metas[rule.meta.id] = rule.meta
+        loaded.append(rule)
+    return tuple(loaded)
+
+
 def load_ruleset(rules_dir: Path, extra: Sequence[Path] = ()) -> Ruleset:
     """Compile and validate every rule; any problem is a RuleLoadError naming the file (and line)."""
     version = ruleset_version(rules_dir, extra)
@@ -576,30 +591,16 @@ def load_ruleset(rules_dir: Path, extra: Sequence[Path] = ()) -> Ruleset:
         for ind in ioc.indicators:
             if ind.type == "sha256":
                 hashes.setdefault(ind.value, ioc.meta.id)
-    heuristics: list[HeuristicRule] = []
-    folder = rules_dir / "heuristics"
-    for path in sorted(folder.glob("*.y*ml")) if folder.is_dir() else []:
-        rule = _load_heuristic(path)
-        if rule.meta.id in metas:
-            raise RuleLoadError(f"{path}: duplicate rule id {rule.meta.id!r}")
-        metas[rule.meta.id] = rule.meta
-        heuristics.append(rule)
-    context: list[ContextRule] = []
-    folder = rules_dir / "context"
-    for path in sorted(folder.glob("*.y*ml")) if folder.is_dir() else []:
-        rule_ctx = _load_context_rule(path)
-        if rule_ctx.meta.id in metas:
-            raise RuleLoadError(f"{path}: duplicate rule id {rule_ctx.meta.id!r}")
-        metas[rule_ctx.meta.id] = rule_ctx.meta
-        context.append(rule_ctx)
+    heuristics = _load_folder(rules_dir / "heuristics", _load_heuristic, metas)
+    context = _load_folder(rules_dir / "context", _load_context_rule, metas)
     return Ruleset(
         version=version,
         rules=metas,
         yara=compiled,
-        heuristics=tuple(heuristics),
+        heuristics=heuristics,
         yara_ids=ids,
         iocs=tuple(iocs),
         ioc_hashes=hashes,
-        context=tuple(context),
+        context=context,
         yara_path_scoped=path_scoped,
     )

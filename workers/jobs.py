@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from workers.domain import Digest, ScanStatus, SignatureState, parse_digest
+from workers.domain import Action, Digest, ScanStatus, SignatureState, SignatureStatus, Verdict, parse_digest
 from workers.errors import ConfigError, PermanentError, TransientError
 from workers.layerscan import StoredLayerCache
 from workers.pipeline import NotAnImage, Vetter, decide_with_signatures, load_scanners
@@ -115,18 +115,9 @@ def scan_image(repository: str, digest: str) -> dict[str, Any]:
     store.save_report(report)
     if vetter.cache_hits:
         log.info("%s@%s: %d layer scan(s) came from the cache", repository, digest, vetter.cache_hits)
-    status = report.signature_status
-    if status is not None and status.state is SignatureState.GRACE and status.grace_until is not None:
-        # Unsigned but within the grace period: look again when it ends (a signature may arrive before then,
-        # and re-evaluates the image on its own push).
-        schedule_recheck(redis_connection(settings), repository, checked, status.grace_until, settings=settings)
-    return {
-        "status": "done",
-        "verdict": report.verdict.value,
-        "action": report.action.value,
-        # The grace scheduler reads signatures.state == "grace" and signatures.grace_until.
-        "signatures": status.to_json() if status is not None else None,
-    }
+    return _decided(
+        settings, repository, checked, verdict=report.verdict, action=report.action, status=report.signature_status
+    )
 
 
 def reverify_image(
@@ -170,15 +161,32 @@ def reverify_image(
         repository, checked, action=decision.action, explanation=decision.explanation, signatures=checks
     ):
         return {"status": "skipped", "reason": "the image is being rescanned"}
-    status = decision.signatures
+    return _decided(
+        settings, repository, checked, verdict=decision.verdict, action=decision.action, status=decision.signatures
+    )
+
+
+def _decided(
+    settings: Settings,
+    repository: str,
+    digest: Digest,
+    *,
+    verdict: Verdict,
+    action: Action,
+    status: SignatureStatus | None,
+) -> dict[str, Any]:
+    """The result of a job that decided; an image still within its grace period is looked at again at its end.
+
+    A signature that arrives before then re-evaluates the image on its own push; the recheck is for one
+    that never comes. The result's ``signatures.state``/``grace_until`` say which case this was.
+    """
     if status is not None and status.state is SignatureState.GRACE and status.grace_until is not None:
-        # Still waiting (a policy with a longer grace period now): look again when it ends.
-        schedule_recheck(redis_connection(settings), repository, checked, status.grace_until, settings=settings)
+        schedule_recheck(redis_connection(settings), repository, digest, status.grace_until, settings=settings)
     return {
         "status": "done",
-        "verdict": decision.verdict.value,
-        "action": decision.action.value,
-        "signatures": decision.signatures.to_json() if decision.signatures is not None else None,
+        "verdict": verdict.value,
+        "action": action.value,
+        "signatures": status.to_json() if status is not None else None,
     }
 
 
