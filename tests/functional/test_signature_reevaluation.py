@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -15,9 +13,11 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from rules.loader import ruleset_version
+from tests.functional.test_signature_discovery import REPO, push_bundle_referrer, push_legacy
 from tests.support.oci import tar_layer, write_image_layout
+from tests.support.sigstore import COSIGN_SIGN_PREDICATE, SIMPLE_SIGNING_MEDIA_TYPE, simple_signing_payload
 from tests.support.stack import Stack
-from workers.domain import Digest, MediaType, parse_digest, sha256_digest
+from workers.domain import Digest, parse_digest
 from workers.queue import (
     PUSH_QUEUE,
     RESCAN_QUEUE,
@@ -27,12 +27,9 @@ from workers.queue import (
     subject_lookup_job_id,
 )
 from workers.registry import RegistryClient
+from workers.signatures.keyed import SIGNATURE_ANNOTATION
 
 pytestmark = pytest.mark.functional
-
-REPO = "team/app"
-SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
-BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
 
 @pytest.fixture
@@ -43,10 +40,6 @@ def client(stack: Stack) -> Iterator[RegistryClient]:
 
 def _jobs(conn: redis.Redis, name: str) -> list[str]:
     return Queue(name, connection=conn, serializer=JSONSerializer).get_job_ids()
-
-
-def _descriptor(media_type: str, data: bytes, digest: Digest) -> dict[str, Any]:
-    return {"mediaType": media_type, "digest": digest, "size": len(data)}
 
 
 def _vetted_image(stack: Stack, tmp_path: Path) -> tuple[Digest, datetime]:
@@ -69,43 +62,16 @@ def _scanned_at(stack: Stack, digest: Digest) -> datetime:
 
 def _push_signature(client: RegistryClient, subject: Digest) -> Digest:
     """A cosign-style legacy ``.sig`` manifest at ``sha256-<hex>.sig``: one simple-signing layer."""
-    payload = json.dumps(
-        {
-            "critical": {
-                "identity": {"docker-reference": f"127.0.0.1/{REPO}"},
-                "image": {"docker-manifest-digest": subject},
-                "type": "cosign container image signature",
-            },
-            "optional": None,
-        }
-    ).encode()
-    config = b'{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}'
-    layer = _descriptor(SIMPLE_SIGNING, payload, client.upload_blob(REPO, payload))
-    layer["annotations"] = {"dev.cosignproject.cosign/signature": "MEUCIQD0"}  # its validity is not the point here
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": MediaType.OCI_MANIFEST,
-        "config": _descriptor(MediaType.OCI_CONFIG, config, client.upload_blob(REPO, config)),
-        "layers": [layer],
-    }
+    payload = simple_signing_payload(subject, reference=f"127.0.0.1/{REPO}")
+    annotations = {SIGNATURE_ANNOTATION: "MEUCIQD0"}  # its validity is not the point here
     tag = "sha256-" + subject.removeprefix("sha256:") + ".sig"
-    return client.put_manifest(REPO, tag, json.dumps(manifest).encode(), MediaType.OCI_MANIFEST)
+    return push_legacy(client, tag, [(SIMPLE_SIGNING_MEDIA_TYPE, payload, annotations)])
 
 
 def _push_referrer(client: RegistryClient, subject: Digest) -> Digest:
     """A Sigstore bundle referrer pushed by digest, without a tag (what cosign v3 does first)."""
-    empty, bundle = b"{}", b'{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json"}'
-    subject_raw = client.get_manifest(REPO, subject).raw
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": MediaType.OCI_MANIFEST,
-        "artifactType": BUNDLE,
-        "config": _descriptor(MediaType.OCI_EMPTY, empty, client.upload_blob(REPO, empty)),
-        "layers": [_descriptor(BUNDLE, bundle, client.upload_blob(REPO, bundle))],
-        "subject": _descriptor(MediaType.OCI_MANIFEST, subject_raw, subject),
-    }
-    raw = json.dumps(manifest).encode()
-    return client.put_manifest(REPO, sha256_digest(raw), raw, MediaType.OCI_MANIFEST)
+    bundle = b'{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json"}'
+    return parse_digest(push_bundle_referrer(client, subject, bundle, COSIGN_SIGN_PREDICATE)["digest"])
 
 
 def test_a_signature_pushed_after_the_image_re_evaluates_the_image(
