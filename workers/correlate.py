@@ -181,7 +181,7 @@ def weigh_hit(
     in_final = view.fs.in_final_fs(path, layer.index)
     facts = view.facts(layer.index, path)
     ownership, package = packages.check(path, facts.md5 if facts else None)
-    severity, confidence = hit.severity, hit.confidence
+    severity = hit.severity
     notes: list[str] = []
     scope = meta.scope if meta is not None else RuleScope.FILE
     binary = facts is not None and facts.kind == "elf"
@@ -226,7 +226,6 @@ def weigh_hit(
     return replace(
         hit,
         severity=severity,
-        confidence=confidence,
         layer=layer.digest,
         step=layer.step,
         in_final_fs=in_final,

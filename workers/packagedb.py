@@ -178,8 +178,7 @@ class PackageIndex:
 
     owners: Mapping[str, str]
     md5: Mapping[str, str]
-    readable: bool  # a dpkg or apk database was found and read
-    kinds: tuple[str, ...] = ()
+    readable: bool  # a dpkg, apk or rpm database was found and read
 
     @classmethod
     def build(cls, files: Iterable[PackageDbFile], canonical: Any = None) -> PackageIndex:
@@ -203,11 +202,7 @@ class PackageIndex:
                     if path in md5:
                         md5.setdefault(real, md5[path])
         readable = bool(kinds & {"dpkg-list", "dpkg-md5sums", "apk-installed", "rpm"})
-        return cls(owners=owners, md5=md5, readable=readable, kinds=tuple(sorted(kinds)))
-
-    def owner(self, path: str) -> str | None:
-        """The package owning ``path`` (root-relative), if any."""
-        return self.owners.get(path)
+        return cls(owners=owners, md5=md5, readable=readable)
 
     def check(self, path: str, content_md5: str | None) -> tuple[str, str | None]:
         """(Ownership outcome, package) for a file with the given content md5."""
