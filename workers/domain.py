@@ -92,6 +92,52 @@ class Action(StrEnum):
     QUARANTINE = "quarantine"
 
 
+class Role(StrEnum):
+    """What a person or a machine may do; each role includes the ones before it."""
+
+    VIEWER = "viewer"  # read records, findings, the audit trail
+    DEVELOPER = "developer"  # and rescan images of the repositories the credential is scoped to
+    SECURITY = "security"  # and release, quarantine, waive findings and change policy
+
+    def allows(self, needed: Role) -> bool:
+        """True when this role includes ``needed``."""
+        return _ROLE_RANK[self] >= _ROLE_RANK[needed]
+
+
+_ROLE_RANK = {Role.VIEWER: 0, Role.DEVELOPER: 1, Role.SECURITY: 2}
+
+
+class ActorKind(StrEnum):
+    """Who acted: Tollgate itself, a machine with an API token, or a person."""
+
+    SYSTEM = "system"
+    TOKEN = "token"  # noqa: S105 - a kind of actor, not a secret
+    USER = "user"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The author of an action, as the audit trail names it (``token:ci-bot``, ``user:alice``, ``system:worker``)."""
+
+    kind: ActorKind
+    name: str
+    role: Role | None = None
+    repositories: tuple[str, ...] = ()  # glob patterns a scoped credential is limited to; empty means all
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.name}"
+
+
+SYSTEM_ACTOR = Actor(ActorKind.SYSTEM, "tollgate")
+
+
+class MoveKind(StrEnum):
+    """A registry move of an image: out of service into the quarantine repository, or back."""
+
+    QUARANTINE = "quarantine"
+    RELEASE = "release"
+
+
 class Severity(StrEnum):
     """How bad a finding is if true."""
 

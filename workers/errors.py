@@ -77,3 +77,11 @@ class StoreUnavailable(TransientError):
 
 class SignatureError(PermanentError):
     """A signature or attestation is malformed or does not verify (recorded on the check, never a pass)."""
+
+
+class UnknownImage(PermanentError):
+    """Tollgate has no record of the image an action names."""
+
+
+class ActionRefused(PermanentError):
+    """The action does not fit the image's or the object's current state (e.g. releasing what is not held)."""

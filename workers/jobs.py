@@ -8,7 +8,17 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from workers.domain import Action, Digest, ScanStatus, SignatureState, SignatureStatus, Verdict, parse_digest
+from workers import audit
+from workers.domain import (
+    SYSTEM_ACTOR,
+    Action,
+    Digest,
+    ScanStatus,
+    SignatureState,
+    SignatureStatus,
+    Verdict,
+    parse_digest,
+)
 from workers.errors import ConfigError, PermanentError, TransientError
 from workers.layerscan import StoredLayerCache
 from workers.pipeline import NotAnImage, Vetter, decide_with_signatures, load_scanners
@@ -18,7 +28,7 @@ from workers.registry import RegistryClient
 from workers.settings import Settings
 from workers.signatures.verify import SignatureVerifier, verify_image
 from workers.sources import RegistrySource
-from workers.store import Store
+from workers.store import ImageRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +125,16 @@ def scan_image(repository: str, digest: str) -> dict[str, Any]:
     store.save_report(report)
     if vetter.cache_hits:
         log.info("%s@%s: %d layer scan(s) came from the cache", repository, digest, vetter.cache_hits)
-    return _decided(
-        settings, repository, checked, verdict=report.verdict, action=report.action, status=report.signature_status
+    return finish_decision(
+        settings,
+        store,
+        repository,
+        checked,
+        verdict=report.verdict,
+        action=report.action,
+        status=report.signature_status,
+        explanation=report.explanation,
+        previous=record,
     )
 
 
@@ -161,25 +179,52 @@ def reverify_image(
         repository, checked, action=decision.action, explanation=decision.explanation, signatures=checks
     ):
         return {"status": "skipped", "reason": "the image is being rescanned"}
-    return _decided(
-        settings, repository, checked, verdict=decision.verdict, action=decision.action, status=decision.signatures
+    return finish_decision(
+        settings,
+        store,
+        repository,
+        checked,
+        verdict=decision.verdict,
+        action=decision.action,
+        status=decision.signatures,
+        explanation=decision.explanation,
+        previous=record,
     )
 
 
-def _decided(
+def finish_decision(
     settings: Settings,
+    store: Store,
     repository: str,
     digest: Digest,
     *,
     verdict: Verdict,
     action: Action,
     status: SignatureStatus | None,
+    explanation: str,
+    previous: ImageRecord | None,
 ) -> dict[str, Any]:
-    """The result of a job that decided; an image still within its grace period is looked at again at its end.
+    """The ending of every job that decided (scan, re-verification, re-decision); the decision is already stored.
 
-    A signature that arrives before then re-evaluates the image on its own push; the recheck is for one
-    that never comes. The result's ``signatures.state``/``grace_until`` say which case this was.
+    A changed verdict or action is appended to the audit trail. An image still within its grace period is
+    looked at again at its end: a signature that arrives before then re-evaluates the image on its own push;
+    the recheck is for one that never comes. The result's ``signatures.state``/``grace_until`` say which.
     """
+    before = (previous.verdict, previous.action) if previous is not None else (None, None)
+    if before != (verdict, action):
+        audit.record(
+            store,
+            SYSTEM_ACTOR,
+            audit.AuditAction.VERDICT,
+            f"{repository}@{digest}",
+            reason=explanation,
+            details={
+                "verdict": verdict.value,
+                "action": action.value,
+                "previous_verdict": before[0].value if before[0] else None,
+                "previous_action": before[1].value if before[1] else None,
+            },
+        )
     if status is not None and status.state is SignatureState.GRACE and status.grace_until is not None:
         schedule_recheck(redis_connection(settings), repository, digest, status.grace_until, settings=settings)
     return {

@@ -317,10 +317,154 @@ class LayerScanRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class AuditEventRow(Base):
+    """One append-only audit record; ``hash`` chains it to the record before (tamper evidence)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        sa.Index("ix_audit_events_at", "at"),
+        sa.Index("ix_audit_events_target", "target"),
+        sa.Index("ix_audit_events_action", "action"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(sa.Text)  # "token:ci-bot", "user:alice", "system:tollgate"
+    actor_role: Mapped[str | None] = mapped_column(sa.String(16))
+    action: Mapped[str] = mapped_column(sa.String(64))  # "verdict", "quarantine", "waiver.create", …
+    target: Mapped[str] = mapped_column(sa.Text)  # "team/app@sha256:…", "waiver:12", "token:ab12…"
+    reason: Mapped[str] = mapped_column(sa.Text)
+    details: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+
+
+class AuditHeadRow(Base):
+    """The newest audit hash, in one row: updating it first serialises appenders on SQLite and PostgreSQL alike."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(sa.String(64))
+    count: Mapped[int] = mapped_column(sa.Integer)
+
+
+class ApiTokenRow(Base):
+    """A machine credential: only the hash of its secret is kept; ``token_id`` is the public half."""
+
+    __tablename__ = "api_tokens"
+
+    token_id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.Text)
+    role: Mapped[str] = mapped_column(sa.String(16))
+    secret_hash: Mapped[str] = mapped_column(sa.String(128))
+    repositories: Mapped[list[str]] = mapped_column(sa.JSON)  # glob patterns; empty: every repository
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(sa.Text)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(sa.Text)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class UserRow(Base):
+    """A person who signs in to the pages (or arrives through a trusted proxy, then without a password)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    role: Mapped[str] = mapped_column(sa.String(16))
+    password_hash: Mapped[str | None] = mapped_column(sa.Text)
+    repositories: Mapped[list[str]] = mapped_column(sa.JSON)
+    session_epoch: Mapped[int] = mapped_column(sa.Integer)  # bumped to sign every session of the user out
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WaiverRow(Base):
+    """The security team's decision that a rule's findings do not count, within a scope and until a time."""
+
+    __tablename__ = "waivers"
+    __table_args__ = (sa.Index("ix_waivers_rule", "rule"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(sa.Text)
+    repository_pattern: Mapped[str | None] = mapped_column(sa.Text)
+    digest: Mapped[str | None] = mapped_column(sa.String(135))
+    path_pattern: Mapped[str | None] = mapped_column(sa.Text)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    created_by: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(sa.Text)
+    revoke_reason: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class QuarantineHoldRow(Base):
+    """Where an image stands in the registry move state machine (one row per repository and digest)."""
+
+    __tablename__ = "quarantine_holds"
+    __table_args__ = (sa.UniqueConstraint("repository", "digest"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    repository: Mapped[str] = mapped_column(sa.String(255))
+    digest: Mapped[str] = mapped_column(sa.String(135))
+    state: Mapped[str] = mapped_column(sa.String(24))
+    origin: Mapped[str] = mapped_column(sa.String(16))  # "policy" (automatic) or "manual" (a person decided)
+    copy_repository: Mapped[str | None] = mapped_column(sa.String(255))
+    plan: Mapped[dict[str, Any]] = mapped_column(sa.JSON)  # the tags moved, the children, the mode, placeholders
+    requested_by: Mapped[str] = mapped_column(sa.Text)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class QuarantineMoveRow(Base):
+    """One quarantine or release of an image, from request to outcome: the image's history of moves."""
+
+    __tablename__ = "quarantine_moves"
+    __table_args__ = (sa.Index("ix_quarantine_moves_image", "repository", "digest"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    repository: Mapped[str] = mapped_column(sa.String(255))
+    digest: Mapped[str] = mapped_column(sa.String(135))
+    kind: Mapped[str] = mapped_column(sa.String(16))  # "quarantine" or "release"
+    actor: Mapped[str] = mapped_column(sa.Text)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    outcome: Mapped[str] = mapped_column(sa.String(16))  # "running", "done", "failed", "skipped"
+    details: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PolicyVersionRow(Base):
+    """One version of the policy YAML; the newest row is the policy in force."""
+
+    __tablename__ = "policy_versions"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    digest: Mapped[str] = mapped_column(sa.String(71))
+    text: Mapped[str] = mapped_column(sa.Text)
+    source: Mapped[str] = mapped_column(sa.String(16))  # "file" (TOLLGATE_POLICY_FILE) or "api"
+    actor: Mapped[str] = mapped_column(sa.Text)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 images = cast(sa.Table, ImageRow.__table__)
 tags = cast(sa.Table, TagRow.__table__)
 findings = cast(sa.Table, FindingRow.__table__)
 layer_scans = cast(sa.Table, LayerScanRow.__table__)
+audit_events = cast(sa.Table, AuditEventRow.__table__)
+audit_head = cast(sa.Table, AuditHeadRow.__table__)
+api_tokens = cast(sa.Table, ApiTokenRow.__table__)
+users = cast(sa.Table, UserRow.__table__)
+waivers = cast(sa.Table, WaiverRow.__table__)
+quarantine_holds = cast(sa.Table, QuarantineHoldRow.__table__)
+quarantine_moves = cast(sa.Table, QuarantineMoveRow.__table__)
+policy_versions = cast(sa.Table, PolicyVersionRow.__table__)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -402,20 +546,27 @@ class Store:
             raise
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Session]:
+    def transaction(self) -> Iterator[Session]:
+        """One write transaction, committed on exit; for the modules that own other tables (audit, waivers …)."""
         with self._translate_errors(), self._sessions.begin() as session:
             yield session
 
     @contextlib.contextmanager
-    def _read(self) -> Iterator[Session]:
+    def reading(self) -> Iterator[Session]:
+        """A read-only session, with database errors translated like every other store call."""
         with self._translate_errors(), self._sessions() as session:
             yield session
 
-    def _insert(self, table: sa.Table) -> Any:
+    _write = transaction
+    _read = reading
+
+    def insert(self, table: sa.Table) -> Any:
         """A dialect INSERT that supports ``ON CONFLICT`` (both SQLite and PostgreSQL have it)."""
         if self.is_sqlite:
             return sqlite_dialect.insert(table)
         return pg_dialect.insert(table)
+
+    _insert = insert
 
     # -- schema -------------------------------------------------------------------------------------------------
 
