@@ -21,11 +21,13 @@ from tests.support.sigstore import (
     simple_signing_payload,
 )
 from workers.domain import Digest, MediaType, parse_digest, sha256_digest
+from workers.policy import TrustPolicy
 from workers.registry import RegistryClient
 from workers.signatures.bundles import BundleVerifier
 from workers.signatures.discovery import discover, signature_subject
 from workers.signatures.identity import IdentityPolicy
-from workers.signatures.model import SignatureKind
+from workers.signatures.model import SignatureFormat, SignatureKind
+from workers.signatures.verify import verify_discovered
 
 pytestmark = pytest.mark.functional
 
@@ -134,6 +136,13 @@ def test_signatures_pushed_after_the_image_are_found_and_verified(
     assert all(check.verified for check in checks), [check.reason for check in checks]
     assert [check.kind for check in checks] == [SignatureKind.COSIGN_KEYLESS, SignatureKind.ATTESTATION_KEYLESS]
     assert checks[0].source == signed["digest"] and checks[0].identity == DEFAULT_IDENTITY
+    # The legacy layers pulled from the registry verify offline too, the keyless .att included.
+    trust = TrustPolicy(identities=(POLICY,), trusted_root=private_sigstore.trusted_root_path)
+    legacy_checks = verify_discovered(found, trust).checks
+    by_kind = {check.kind: check for check in legacy_checks if check.format is SignatureFormat.LEGACY_TAG}
+    assert set(by_kind) == {SignatureKind.COSIGN_KEYLESS, SignatureKind.ATTESTATION_KEYLESS}
+    assert all(check.verified for check in by_kind.values()), [c.reason for c in by_kind.values()]
+    assert by_kind[SignatureKind.ATTESTATION_KEYLESS].predicate_type == SLSA
 
     # What the webhook asks for each of those pushes: the image whose signatures must be re-evaluated.
     for pushed_tag in (f"{tag}.sig", f"{tag}.att", tag):

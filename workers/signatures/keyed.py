@@ -15,7 +15,8 @@ Authentication comes before interpretation: nothing from the payload is believed
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -40,11 +41,13 @@ __all__ = [
     "DSSE_MEDIA_TYPE",
     "IN_TOTO_PAYLOAD_TYPE",
     "SIGNATURE_ANNOTATION",
+    "DsseEnvelope",
     "PublicKey",
     "layer_problem",
     "load_public_key",
     "load_public_key_file",
     "pae",
+    "parse_dsse",
     "parse_statement",
     "verify_attestation_layer",
     "verify_dsse_envelope",
@@ -87,9 +90,7 @@ def _verifying_key(keys: Sequence[PublicKey], signature: bytes, data: bytes) -> 
     return next((key for key in keys if key.verify(signature, data)), None)
 
 
-def _check_logged(
-    bundle: str, trust_root: TrustRoot, payload: bytes, signature: bytes, key: PublicKey
-) -> RekorEntry:
+def _check_logged(bundle: str, trust_root: TrustRoot, payload: bytes, signature: bytes, key: PublicKey) -> RekorEntry:
     entry, record = verify_logged_signature(bundle, trust_root, payload, signature)
     try:
         logged_key = serialization.load_pem_public_key(record.public_key)
@@ -214,9 +215,41 @@ def _signature_of(entry: object, index: int) -> bytes:
     return _dsse_base64(entry.get("sig"), f"DSSE signatures[{index}].sig")
 
 
-def _verify_dsse(envelope: bytes, subject: Digest, keys: Sequence[PublicKey]) -> tuple[PublicKey, dict[str, Any]]:
-    if not keys:
-        raise SignatureError("no public keys are configured")
+@dataclass(frozen=True)
+class DsseEnvelope:
+    """A parsed DSSE envelope: the payload type and bytes, and each signature (or why it could not be read)."""
+
+    payload_type: str
+    payload: bytes
+    signatures: tuple[bytes | SignatureError, ...]
+
+    @property
+    def message(self) -> bytes:
+        """What every signature covers: PAE(payloadType, payload)."""
+        return pae(self.payload_type, self.payload)
+
+    def signed(self, verifies: Callable[[bytes], bool]) -> bytes:
+        """The first signature ``verifies`` accepts; SignatureError (with the parse problems, if all failed) else."""
+        problems = [str(sig) for sig in self.signatures if isinstance(sig, SignatureError)]
+        for signature in self.signatures:
+            if isinstance(signature, bytes) and verifies(signature):
+                return signature
+        if len(problems) == len(self.signatures):
+            raise SignatureError("; ".join(problems[:3]))
+        raise SignatureError("no DSSE signature verifies")
+
+    def statement_about(self, subject: Digest) -> dict[str, Any]:
+        """The in-toto Statement, bound to ``subject``; call only once a signature vouches for the envelope."""
+        # The type is covered by PAE, so it is read only once the signature vouches for it.
+        if self.payload_type != IN_TOTO_PAYLOAD_TYPE:
+            raise SignatureError(f"DSSE payloadType is {self.payload_type[:80]!r}, not {IN_TOTO_PAYLOAD_TYPE}")
+        statement = parse_statement(self.payload)
+        bind_statement(statement, subject)
+        return statement
+
+
+def parse_dsse(envelope: bytes) -> DsseEnvelope:
+    """Parse a DSSE envelope strictly (bounded size and signature count); SignatureError saying why not."""
     doc = loads_strict(envelope, "DSSE envelope", MAX_ENVELOPE_BYTES)
     if not isinstance(doc, dict):
         raise SignatureError("DSSE envelope is not a JSON object")
@@ -224,33 +257,40 @@ def _verify_dsse(envelope: bytes, subject: Digest, keys: Sequence[PublicKey]) ->
     if not isinstance(payload_type, str):
         raise SignatureError("DSSE envelope has no payloadType string")
     payload = _dsse_base64(doc.get("payload"), "DSSE payload")
-    signatures = doc.get("signatures")
-    if not isinstance(signatures, list) or not signatures:
+    entries = doc.get("signatures")
+    if not isinstance(entries, list) or not entries:
         raise SignatureError("DSSE envelope has no signatures")
-    if len(signatures) > MAX_DSSE_SIGNATURES:
-        raise SignatureError(f"DSSE envelope has {len(signatures)} signatures, more than {MAX_DSSE_SIGNATURES}")
-    message = pae(payload_type, payload)
-    problems: list[str] = []
-    key: PublicKey | None = None
-    for index, entry in enumerate(signatures):
+    if len(entries) > MAX_DSSE_SIGNATURES:
+        raise SignatureError(f"DSSE envelope has {len(entries)} signatures, more than {MAX_DSSE_SIGNATURES}")
+    signatures: list[bytes | SignatureError] = []
+    for index, entry in enumerate(entries):
         try:
-            signature = _signature_of(entry, index)
+            signatures.append(_signature_of(entry, index))
         except SignatureError as exc:
-            problems.append(str(exc))
-            continue
+            signatures.append(exc)
+    return DsseEnvelope(payload_type, payload, tuple(signatures))
+
+
+def _verify_dsse(envelope: bytes, subject: Digest, keys: Sequence[PublicKey]) -> tuple[PublicKey, dict[str, Any]]:
+    if not keys:
+        raise SignatureError("no public keys are configured")
+    parsed = parse_dsse(envelope)
+    message = parsed.message
+    found: list[PublicKey] = []
+
+    def by_a_key(signature: bytes) -> bool:
         key = _verifying_key(keys, signature, message)
         if key is not None:
-            break
-    if key is None:
-        if len(problems) == len(signatures):
-            raise SignatureError("; ".join(problems[:3]))
-        raise SignatureError(f"no DSSE signature verifies with any of the {len(keys)} configured keys")
-    # The type is covered by PAE, so it is read only once the signature vouches for it.
-    if payload_type != IN_TOTO_PAYLOAD_TYPE:
-        raise SignatureError(f"DSSE payloadType is {payload_type[:80]!r}, not {IN_TOTO_PAYLOAD_TYPE}")
-    statement = parse_statement(payload)
-    bind_statement(statement, subject)
-    return key, statement
+            found.append(key)
+        return key is not None
+
+    try:
+        parsed.signed(by_a_key)
+    except SignatureError as exc:
+        if str(exc) == "no DSSE signature verifies":
+            raise SignatureError(f"no DSSE signature verifies with any of the {len(keys)} configured keys") from None
+        raise
+    return found[0], parsed.statement_about(subject)
 
 
 def verify_dsse_envelope(

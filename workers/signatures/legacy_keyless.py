@@ -1,4 +1,4 @@
-"""Offline verification of legacy keyless cosign ``.sig`` layers: Fulcio certificate, chain and Rekor SET.
+"""Offline verification of legacy keyless cosign ``.sig`` and ``.att`` layers: Fulcio certificate, chain, Rekor SET.
 
 sigstore-python cannot load these (a SET and no inclusion proof), so the steps are done here, in order:
   1. the signature annotation decodes, the certificate annotation is one PEM certificate (the chain
@@ -13,6 +13,9 @@ sigstore-python cannot load these (a SET and no inclusion proof), so the steps a
      the leaf;
   6. the payload is a cosign container image signature of the subject digest;
   7. the identity the certificate names satisfies the identity policy.
+A keyless ``.att`` layer (a DSSE envelope) goes through the same steps; its signature covers PAE, its log
+entry is a ``dsse`` 0.0.1 or ``intoto`` 0.0.2 body (payload hash, signature, certificate), and the
+in-toto Statement must name the subject.
 Not checked: the certificate's embedded SCT (the CT log promise); the SET is the log evidence relied on.
 """
 
@@ -29,10 +32,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from workers.domain import Descriptor, Digest
 from workers.errors import SignatureError
 from workers.signatures.identity import CertificateIdentity, IdentityPolicy, certificate_identity
-from workers.signatures.keyed import BUNDLE_ANNOTATION, SIGNATURE_ANNOTATION, layer_problem
+from workers.signatures.keyed import (
+    BUNDLE_ANNOTATION,
+    DSSE_MEDIA_TYPE,
+    SIGNATURE_ANNOTATION,
+    layer_problem,
+    parse_dsse,
+)
 from workers.signatures.keys import decode_base64, from_key_object
 from workers.signatures.model import SignatureCheck, SignatureFormat, SignatureKind
-from workers.signatures.rekor import RekorEntry, verify_logged_signature
+from workers.signatures.rekor import RekorEntry, verify_logged_envelope, verify_logged_signature
 from workers.signatures.simplesigning import SIMPLE_SIGNING_MEDIA_TYPE, bind_payload
 from workers.signatures.trustroot import CertificateAuthority, TrustRoot
 
@@ -40,6 +49,7 @@ __all__ = [
     "CERTIFICATE_ANNOTATION",
     "CHAIN_ANNOTATION",
     "verify_chain",
+    "verify_keyless_attestation_layer",
     "verify_keyless_layer",
     "verify_keyless_signature",
 ]
@@ -183,9 +193,17 @@ def verify_chain(
     raise SignatureError(f"certificate does not chain to a Fulcio CA of the trusted root ({trust_root.source})")
 
 
-def _result(subject: Digest, source: str, *, verified: bool, reason: str, **extra: Any) -> SignatureCheck:
+def _result(
+    subject: Digest,
+    source: str,
+    *,
+    verified: bool,
+    reason: str,
+    kind: SignatureKind = SignatureKind.COSIGN_KEYLESS,
+    **extra: Any,
+) -> SignatureCheck:
     return SignatureCheck(
-        kind=SignatureKind.COSIGN_KEYLESS,
+        kind=kind,
         format=SignatureFormat.LEGACY_TAG,
         subject=subject,
         verified=verified,
@@ -204,20 +222,34 @@ def _identity_fields(found: CertificateIdentity) -> dict[str, Any]:
     }
 
 
-def _verify_keyless(
-    payload: bytes, annotations: Mapping[str, str], subject: Digest, trust_root: TrustRoot
-) -> tuple[CertificateIdentity, RekorEntry]:
-    # (1) inputs
-    signature = decode_base64(annotations.get(SIGNATURE_ANNOTATION), f"signature annotation {SIGNATURE_ANNOTATION}")
+def _keyless_material(annotations: Mapping[str, str]) -> tuple[x509.Certificate, list[x509.Certificate], str]:
+    """The leaf certificate, the offered intermediates and the SET bundle from a keyless layer's annotations."""
     leaves = _load_pem_certificates(annotations.get(CERTIFICATE_ANNOTATION), f"annotation {CERTIFICATE_ANNOTATION}")
     if len(leaves) != 1:
         raise SignatureError(f"annotation {CERTIFICATE_ANNOTATION} holds {len(leaves)} certificates, not one")
-    leaf = leaves[0]
     chain_text = annotations.get(CHAIN_ANNOTATION)
     chain = _load_pem_certificates(chain_text, f"annotation {CHAIN_ANNOTATION}") if chain_text else []
     bundle = annotations.get(BUNDLE_ANNOTATION)
     if not bundle:
         raise SignatureError(f"no Rekor bundle ({BUNDLE_ANNOTATION}): a keyless signature needs one offline")
+    return leaves[0], chain, bundle
+
+
+def _same_certificate(logged_pem: bytes, leaf: x509.Certificate) -> None:
+    try:
+        logged = x509.load_pem_x509_certificate(logged_pem)
+    except ValueError:
+        raise SignatureError("Rekor entry public key is not a PEM certificate") from None
+    if logged != leaf:
+        raise SignatureError("Rekor entry records a different certificate")
+
+
+def _verify_keyless(
+    payload: bytes, annotations: Mapping[str, str], subject: Digest, trust_root: TrustRoot
+) -> tuple[CertificateIdentity, RekorEntry]:
+    # (1) inputs
+    signature = decode_base64(annotations.get(SIGNATURE_ANNOTATION), f"signature annotation {SIGNATURE_ANNOTATION}")
+    leaf, chain, bundle = _keyless_material(annotations)
     # (2) the signature, with the certificate's key
     leaf_key = from_key_object(leaf.public_key(), "certificate key", error=SignatureError)
     if not leaf_key.verify(signature, payload):
@@ -225,12 +257,7 @@ def _verify_keyless(
     # (3) the log's promise, which fixes the signing time; (4) the logged entry is this signature ...
     entry, record = verify_logged_signature(bundle, trust_root, payload, signature)
     # ... by this certificate
-    try:
-        logged = x509.load_pem_x509_certificate(record.public_key)
-    except ValueError:
-        raise SignatureError("Rekor entry public key is not a PEM certificate") from None
-    if logged != leaf:
-        raise SignatureError("Rekor entry records a different certificate")
+    _same_certificate(record.public_key, leaf)
     # (5) the certificate, at the signing time
     verify_chain(leaf, chain, trust_root, entry.integrated_at)
     # (6) what was signed
@@ -278,3 +305,60 @@ def verify_keyless_layer(
     if problem is not None:
         return _result(subject, source, verified=False, reason=problem)
     return verify_keyless_signature(blob, layer.annotations, subject, trust_root, policy=policy, source=source)
+
+
+def _verify_keyless_envelope(
+    envelope: bytes, annotations: Mapping[str, str], subject: Digest, trust_root: TrustRoot
+) -> tuple[CertificateIdentity, RekorEntry, dict[str, Any]]:
+    """Steps 1-7 of the module docstring for a DSSE envelope: the signature covers PAE, the log entry is a
+    ``dsse`` 0.0.1 or ``intoto`` 0.0.2 body of that signature and payload, and the Statement names ``subject``."""
+    leaf, chain, bundle = _keyless_material(annotations)
+    parsed = parse_dsse(envelope)
+    leaf_key = from_key_object(leaf.public_key(), "certificate key", error=SignatureError)
+    message = parsed.message
+    try:
+        signature = parsed.signed(lambda candidate: leaf_key.verify(candidate, message))
+    except SignatureError as exc:
+        if str(exc) == "no DSSE signature verifies":
+            raise SignatureError("no DSSE signature verifies with the certificate's key") from None
+        raise
+    entry, logged_pem = verify_logged_envelope(bundle, trust_root, parsed.payload, signature)
+    _same_certificate(logged_pem, leaf)
+    verify_chain(leaf, chain, trust_root, entry.integrated_at)
+    statement = parsed.statement_about(subject)
+    return certificate_identity(leaf), entry, statement
+
+
+def verify_keyless_attestation_layer(
+    layer: Descriptor,
+    blob: bytes,
+    subject: Digest,
+    trust_root: TrustRoot,
+    *,
+    policy: IdentityPolicy | None,
+    source: str,
+) -> SignatureCheck:
+    """Verify one keyless layer of a ``sha256-<hex>.att`` manifest (a DSSE envelope) fully offline."""
+    kind = SignatureKind.ATTESTATION_KEYLESS
+    problem = layer_problem(layer, blob, DSSE_MEDIA_TYPE)
+    if problem is not None:
+        return _result(subject, source, verified=False, reason=problem, kind=kind)
+    try:
+        found, entry, statement = _verify_keyless_envelope(blob, layer.annotations, subject, trust_root)
+    except SignatureError as exc:
+        return _result(subject, source, verified=False, reason=str(exc), kind=kind)
+    predicate_type = statement["predicateType"]
+    fields = {
+        **_identity_fields(found),
+        "log_index": entry.log_index,
+        "integrated_time": entry.integrated_at,
+        "predicate_type": predicate_type,
+        "statement": statement,
+    }
+    mismatch = policy.mismatch(found) if policy is not None else None
+    if mismatch is not None:
+        return _result(subject, source, verified=False, reason=mismatch, kind=kind, **fields)
+    reason = (
+        f"attestation {predicate_type} by {found.subject} (issuer {found.issuer}), logged at index {entry.log_index}"
+    )
+    return _result(subject, source, verified=True, reason=reason, kind=kind, **fields)

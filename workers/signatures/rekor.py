@@ -6,6 +6,7 @@ import base64
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import rfc8785
 
@@ -148,3 +149,80 @@ def verify_logged_signature(
     record = parse_hashedrekord(entry.body)
     check_entry_matches(record, payload, signature)
     return entry, record
+
+
+@dataclass(frozen=True)
+class LoggedEnvelope:
+    """What a ``dsse`` 0.0.1 or ``intoto`` 0.0.2 entry records of a DSSE envelope: payload hash, signatures, keys."""
+
+    kind: str
+    payload_sha256: str
+    signatures: tuple[tuple[bytes, bytes], ...]  # (signature bytes, PEM certificate or key) per envelope signature
+
+
+def _sha256_value(value: object, what: str) -> str:
+    hashed = value if isinstance(value, dict) else {}
+    if hashed.get("algorithm") != "sha256":
+        raise SignatureError(f"Rekor entry {what} is not a sha256 hash")
+    hex_value = hashed.get("value")
+    if not isinstance(hex_value, str) or len(hex_value) != 64 or not set(hex_value) <= _HEX:
+        raise SignatureError(f"Rekor entry {what} value is not 64 lowercase hex characters")
+    return hex_value
+
+
+def _logged_signatures(
+    entries: object, sig_key: str, key_key: str, *, double_base64: bool
+) -> list[tuple[bytes, bytes]]:
+    if not isinstance(entries, list) or not entries or len(entries) > 16:
+        raise SignatureError("Rekor entry lists no signatures (or too many)")
+    found: list[tuple[bytes, bytes]] = []
+    for index, item in enumerate(entries):
+        if not isinstance(item, dict):
+            raise SignatureError(f"Rekor entry signature {index} is not an object")
+        signature = decode_base64(item.get(sig_key), f"Rekor entry signature {index}")
+        if double_base64:
+            # intoto 0.0.2 stores the envelope's base64 text base64-encoded once more.
+            signature = decode_base64(signature.decode("ascii", errors="replace"), f"Rekor entry signature {index}")
+        found.append((signature, decode_base64(item.get(key_key), f"Rekor entry verifier {index}")))
+    return found
+
+
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def parse_logged_envelope(body: bytes) -> LoggedEnvelope:
+    """Parse the entry body a keyless attestation's SET covers: ``dsse`` 0.0.1 or ``intoto`` 0.0.2."""
+    doc = loads_strict(body, "Rekor entry body", MAX_BUNDLE_BYTES)
+    if not isinstance(doc, dict):
+        raise SignatureError("Rekor entry body is not a JSON object")
+    kind, version = doc.get("kind"), doc.get("apiVersion")
+    spec = _object(doc.get("spec"))
+    if kind == "dsse" and version == "0.0.1":
+        signatures = _logged_signatures(spec.get("signatures"), "signature", "verifier", double_base64=False)
+        return LoggedEnvelope("dsse", _sha256_value(spec.get("payloadHash"), "payloadHash"), tuple(signatures))
+    if kind == "intoto" and version == "0.0.2":
+        content = _object(spec.get("content"))
+        envelope = _object(content.get("envelope"))
+        signatures = _logged_signatures(envelope.get("signatures"), "sig", "publicKey", double_base64=True)
+        return LoggedEnvelope("intoto", _sha256_value(content.get("payloadHash"), "payloadHash"), tuple(signatures))
+    shown_kind, shown_version = str(kind)[:40], str(version)[:20]
+    raise SignatureError(f"Rekor entry is {shown_kind} {shown_version}, not dsse 0.0.1 or intoto 0.0.2")
+
+
+def verify_logged_envelope(
+    bundle: str, trust_root: TrustRoot, payload: bytes, signature: bytes
+) -> tuple[RekorEntry, bytes]:
+    """Verify a SET bundle annotation and that its entry logs ``signature`` of an envelope of ``payload``.
+
+    Returns the entry and the PEM the log recorded beside that signature (the caller compares the certificate).
+    """
+    entry = parse_rekor_bundle(bundle)
+    verify_set(entry, trust_root)
+    logged = parse_logged_envelope(entry.body)
+    if logged.payload_sha256 != hashlib.sha256(payload).hexdigest():
+        raise SignatureError("Rekor entry is for another payload (its payload sha256 differs)")
+    for logged_signature, verifier in logged.signatures:
+        if logged_signature == signature:
+            return entry, verifier
+    raise SignatureError("Rekor entry records a different signature")

@@ -6,8 +6,8 @@
 - a ``.sig`` layer with a certificate annotation is keyless: verified offline against the trusted root
   (:mod:`legacy_keyless`), then its signer against each configured identity; any other ``.sig`` layer is
   keyed, verified with the configured keys (and its Rekor SET, when it carries one, against the root);
-- a ``.att`` layer is a DSSE envelope verified with the configured keys; keyless ``.att`` layers (certificate
-  and a ``dsse``/``intoto`` SET) are recorded as not verifiable offline, never as verified;
+- a ``.att`` layer is a DSSE envelope verified with the configured keys, or, when it carries a certificate,
+  offline like a keyless ``.sig`` (its SET covers a ``dsse`` or ``intoto`` entry) and then the identities;
 - a bundle referrer is verified with sigstore-python once per configured identity, the first that
   accepts it wins (keyed bundles are not supported by sigstore and fail with its reason).
 
@@ -30,7 +30,11 @@ from workers.signatures.bundles import BundleVerifier
 from workers.signatures.discovery import BundleReferrer, Discovered, DiscoveryNote, LegacyLayer, discover
 from workers.signatures.identity import CertificateIdentity, IdentityPolicy
 from workers.signatures.keyed import verify_attestation_layer, verify_signature_layer
-from workers.signatures.legacy_keyless import CERTIFICATE_ANNOTATION, verify_keyless_layer
+from workers.signatures.legacy_keyless import (
+    CERTIFICATE_ANNOTATION,
+    verify_keyless_attestation_layer,
+    verify_keyless_layer,
+)
 from workers.signatures.model import SignatureCheck, SignatureFormat, SignatureKind
 from workers.signatures.trustroot import TrustRoot, load_trust_root, production_trust_root
 
@@ -129,19 +133,15 @@ def check_signature(layer: LegacyLayer, subject: Digest, trust: TrustPolicy, roo
     )
 
 
-def check_attestation(layer: LegacyLayer, subject: Digest, trust: TrustPolicy) -> SignatureCheck:
-    """One ``.att`` layer: keyed DSSE; keyless ones are recorded as not verifiable offline."""
+def check_attestation(layer: LegacyLayer, subject: Digest, trust: TrustPolicy, roots: _Roots) -> SignatureCheck:
+    """One ``.att`` layer: keyless (offline, like a ``.sig``) when it carries a certificate, else keyed DSSE."""
+    descriptor = _descriptor(layer)
     if CERTIFICATE_ANNOTATION in layer.annotations:
-        return SignatureCheck(
-            kind=SignatureKind.ATTESTATION_KEYLESS,
-            format=SignatureFormat.LEGACY_TAG,
-            subject=subject,
-            verified=False,
-            reason="keyless .att attestations are not verified (no offline check of their dsse/intoto Rekor entry)",
-            source=layer.source,
-            predicate_type=layer.annotations.get("predicateType") or None,
+        check = verify_keyless_attestation_layer(
+            descriptor, layer.blob, subject, roots.legacy, policy=None, source=layer.source
         )
-    return verify_attestation_layer(_descriptor(layer), layer.blob, subject, trust.keys, source=layer.source)
+        return _apply_identities(check, trust.identities)
+    return verify_attestation_layer(descriptor, layer.blob, subject, trust.keys, source=layer.source)
 
 
 def check_bundle(bundle: BundleReferrer, subject: Digest, trust: TrustPolicy, roots: _Roots) -> SignatureCheck:
@@ -172,7 +172,7 @@ def verify_discovered(found: Discovered, trust: TrustPolicy) -> SignatureReport:
     roots = _roots(trust.trusted_root)
     subject = found.subject
     checks = [check_signature(layer, subject, trust, roots) for layer in found.signatures]
-    checks += [check_attestation(layer, subject, trust) for layer in found.attestations]
+    checks += [check_attestation(layer, subject, trust, roots) for layer in found.attestations]
     checks += [check_bundle(bundle, subject, trust, roots) for bundle in found.bundles]
     return SignatureReport(subject=subject, checks=tuple(checks), notes=found.notes)
 
