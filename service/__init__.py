@@ -12,6 +12,7 @@ import secrets
 
 from flask import Flask
 
+from service import actions, auth, login
 from service.api import STORE_EXTENSION, api_bp
 from service.errors import register_error_handlers
 from service.webhook import REDIS_EXTENSION, RULESET_EXTENSION, SETTINGS_EXTENSION, webhook_bp
@@ -70,6 +71,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.register_blueprint(webhook_bp)
     app.register_blueprint(api_bp)
+    auth.init_app(app, settings)  # people's and machines' credentials, the read guard
+    actions.init_app(app)  # the write API
+    login.init_app(app)  # login and the browser forms
     register_error_handlers(app)
     log.info("tollgate web app ready (ruleset %s, registry %s)", ruleset, settings.registry_url)
     return app

@@ -1,4 +1,4 @@
-"""The ``tollgate`` command line: scan, verify, serve, worker, migrate, reconcile."""
+"""The ``tollgate`` command line: scan, verify, serve, worker, migrate, reconcile, token, user, audit."""
 
 from __future__ import annotations
 
@@ -287,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     rec = sub.add_parser("reconcile", help="enqueue images whose push notifications were lost")
     rec.set_defaults(func=cmd_reconcile)
+
+    from workers.cli_accounts import add_commands
+
+    add_commands(sub)  # token, user, audit
     return parser
 
 

@@ -43,6 +43,12 @@ class Settings:
     webhook_token: str = ""
     webhook_allow_unauthenticated: bool = False  # only honoured when webhook_token is empty; loud warning
     secret_key: str = ""
+    # Reads of /api/v1 without a credential; the audit trail always needs one (it names people and tokens).
+    anonymous_read: bool = True
+    auth_proxy_header: str = ""  # e.g. X-Forwarded-User, set by a reverse proxy that authenticated the person
+    auth_trusted_proxies: tuple[str, ...] = ()  # CIDRs whose requests may carry auth_proxy_header
+    auth_proxy_default_role: str = "viewer"  # for proxy identities not in the users table; "" refuses them
+    session_lifetime: int = 12 * 3600  # seconds a login lasts
     quarantine_repo: str = "quarantine/"
     rules_dir: Path = PROJECT_ROOT / "rules"
     rules_extra: tuple[Path, ...] = ()
@@ -86,6 +92,14 @@ class Settings:
     )
     trusted_namespaces: tuple[str, ...] = ("library",)
     reconcile_interval: int = 300  # seconds; 0 disables the periodic reconciler
+    waiver_max_days: int = 365  # a waiver must expire within this many days of its creation
+    # Webhooks: comma-separated URLs, each optionally "slack:"-prefixed and with "#events=a+b" (never sent).
+    notify_urls: tuple[str, ...] = ()
+    notify_events: tuple[str, ...] = ()  # the events sent to URLs without their own filter; empty: all
+    notify_secret: str = ""  # when set, every delivery carries X-Tollgate-Signature: sha256=<HMAC of the body>
+    notify_timeout: float = 5.0  # seconds, connect and read, per delivery attempt
+    notify_retries: int = 5  # further attempts after a 5xx, 429, timeout or refused connection
+    notify_backoff: int = 10  # seconds before the first retry; doubled for each further one (at most 1 h)
     limits: UnpackLimits = field(default_factory=UnpackLimits)
 
     @classmethod
@@ -126,6 +140,15 @@ class Settings:
             raise ConfigError("TOLLGATE_QUARANTINE_REPO must be a prefix ending in '/', e.g. 'quarantine/'")
         if self.job_timeout <= 0 or self.job_retries < 0:
             raise ConfigError("TOLLGATE_JOB_TIMEOUT must be > 0 and TOLLGATE_JOB_RETRIES >= 0")
+        if not 1 <= self.waiver_max_days <= 3650:
+            raise ConfigError("TOLLGATE_WAIVER_MAX_DAYS must be between 1 and 3650")
+        if not 0 < self.notify_timeout <= 60 or self.notify_retries < 0 or self.notify_backoff < 0:
+            raise ConfigError(
+                "TOLLGATE_NOTIFY_TIMEOUT must be in (0, 60], TOLLGATE_NOTIFY_RETRIES and TOLLGATE_NOTIFY_BACKOFF >= 0"
+            )
+        from workers.notify import parse_targets  # here, not at the top: notify imports this module
+
+        parse_targets(self)  # a malformed URL or unknown event fails at boot, not at the first quarantine
 
     @property
     def registry_host(self) -> str:
@@ -138,11 +161,19 @@ _IGNORED_ENV = frozenset({"TOLLGATE_WEB_PORT", "TOLLGATE_REGISTRY_PORT", "TOLLGA
 # Test-suite and benchmark knobs share the prefix but are read by tests/ and bench/, not the service.
 _IGNORED_PREFIXES = ("TOLLGATE_TEST_", "TOLLGATE_BENCH_")
 
-_INT_FIELDS = {"job_timeout", "job_retries", "reconcile_interval"}
-_FLOAT_FIELDS = {"registry_timeout"}
-_BOOL_FIELDS = {"registry_use_docker_config", "webhook_allow_unauthenticated"}
+_INT_FIELDS = {
+    "job_timeout",
+    "job_retries",
+    "reconcile_interval",
+    "waiver_max_days",
+    "notify_retries",
+    "notify_backoff",
+    "session_lifetime",
+}
+_FLOAT_FIELDS = {"registry_timeout", "notify_timeout"}
+_BOOL_FIELDS = {"registry_use_docker_config", "webhook_allow_unauthenticated", "anonymous_read"}
 _PATH_FIELDS = {"rules_dir", "policy_file"}
-_LIST_FIELDS = {"protected_names", "trusted_namespaces"}
+_LIST_FIELDS = {"protected_names", "trusted_namespaces", "notify_urls", "notify_events", "auth_trusted_proxies"}
 
 
 def _as_int(key: str, raw: str) -> int:
