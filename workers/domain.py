@@ -283,7 +283,8 @@ class Finding:
     in_final_fs: bool | None = None
     evidence: str | None = None
     platform: str | None = None
-    waived: bool = False
+    waived: bool = False  # a waiver matched at decision time: still shown, no longer counted
+    waiver_id: int | None = None  # which waiver (workers/waivers.py), when waived
 
     def to_json(self) -> dict[str, Any]:
         """The API representation (ARCHITECTURE.md §3)."""
@@ -301,6 +302,7 @@ class Finding:
             "evidence": self.evidence,
             "platform": self.platform,
             "waived": self.waived,
+            "waiver_id": self.waiver_id,
         }
 
     @classmethod
@@ -321,7 +323,12 @@ class Finding:
             evidence=data.get("evidence"),
             platform=data.get("platform"),
             waived=bool(data.get("waived", False)),
+            waiver_id=_optional_int(data.get("waiver_id")),
         )
+
+
+def _optional_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def clip_evidence(text: str | bytes, limit: int = 200) -> str:

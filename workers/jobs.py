@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -21,14 +21,16 @@ from workers.domain import (
 )
 from workers.errors import ConfigError, PermanentError, TransientError
 from workers.layerscan import StoredLayerCache
+from workers.notify import notify
 from workers.pipeline import NotAnImage, Vetter, decide_with_signatures, load_scanners
-from workers.policy import cached_policy
+from workers.policy_versions import effective_policy
 from workers.queue import enqueue_subject_lookup, redis_connection, schedule_recheck
 from workers.registry import RegistryClient
 from workers.settings import Settings
 from workers.signatures.verify import SignatureVerifier, verify_image
 from workers.sources import RegistrySource
 from workers.store import ImageRecord, Store
+from workers.waivers import active_waivers, apply_waivers
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +91,13 @@ def scan_image(repository: str, digest: str) -> dict[str, Any]:
     # The grace period for signatures runs from the push (first seen), not from when a worker got to it.
     pushed_at = record.first_seen if record is not None else None
     try:
-        # Cached by path and mtime: an edited policy applies from the next job on.
-        policy = cached_policy(settings.policy_file)
+        # The version in force, cached by id; an edited policy file becomes a new version at the next job.
+        policy = effective_policy(store, settings)
     except ConfigError as exc:
         # The image is held as an error (never judged under a stale or default policy) until rescanned.
-        store.mark_error(repository, checked, exc.diagnostics(), ruleset=scanners.ruleset)
-        return {"status": "error", "error": exc.diagnostics()}
+        return _record_error(settings, store, repository, checked, exc.diagnostics(), ruleset=scanners.ruleset)
+    decided_at = store.now()
+    waivers_in_force = active_waivers(store, decided_at)
     vetter = Vetter(
         scanners,
         limits=settings.limits,
@@ -103,6 +106,8 @@ def scan_image(repository: str, digest: str) -> dict[str, Any]:
         # Layers another image already brought are not scanned again under the same ruleset.
         layer_cache=StoredLayerCache(store),
         signature_verifier=verify_image,
+        # Waivers apply at decision time: waived findings stay on the record, marked, and do not count.
+        waive=lambda found, repo, image: apply_waivers(found, waivers_in_force, repo, image, decided_at),
     )
     try:
         with RegistryClient.from_settings(settings) as client:
@@ -115,13 +120,11 @@ def scan_image(repository: str, digest: str) -> dict[str, Any]:
         enqueue_subject_lookup(redis_connection(settings), repository, checked, settings=settings)
         return {"status": "done", "verdict": None, "reason": str(exc)}
     except PermanentError as exc:
-        store.mark_error(repository, checked, exc.diagnostics(), ruleset=scanners.ruleset)
-        return {"status": "error", "error": exc.diagnostics()}
+        return _record_error(settings, store, repository, checked, exc.diagnostics(), ruleset=scanners.ruleset)
     except Exception as exc:
         log.exception("unexpected error vetting %s@%s", repository, digest)
         message = f"internal error ({type(exc).__name__}): {exc}"
-        store.mark_error(repository, checked, message, ruleset=scanners.ruleset)
-        return {"status": "error", "error": message}
+        return _record_error(settings, store, repository, checked, message, ruleset=scanners.ruleset)
     store.save_report(report)
     if vetter.cache_hits:
         log.info("%s@%s: %d layer scan(s) came from the cache", repository, digest, vetter.cache_hits)
@@ -161,22 +164,32 @@ def reverify_image(
     if record is None or record.status is not ScanStatus.DONE or record.verdict is None:
         return {"status": "skipped", "reason": "no completed scan of this image"}
     try:
-        policy = cached_policy(settings.policy_file)
+        policy = effective_policy(store, settings)
     except ConfigError as exc:
         return {"status": "error", "error": exc.diagnostics()}
+    moment = now or store.now()
+    found = apply_waivers(record.findings, active_waivers(store, moment), repository, checked, moment)
     with RegistryClient.from_settings(settings) as client:
         decision, checks = decide_with_signatures(
-            record.findings,
+            found,
             repository,
             checked,
             policy,
             client=client,
             verifier=verifier,
             pushed_at=record.first_seen,
-            now=now or datetime.now(UTC),
+            now=moment,
         )
-    if not store.update_signatures(
-        repository, checked, action=decision.action, explanation=decision.explanation, signatures=checks
+    # The verdict can change too: the waivers or the policy in force may differ from the last decision's.
+    if not store.update_decision(
+        repository,
+        checked,
+        verdict=decision.verdict,
+        action=decision.action,
+        explanation=decision.explanation,
+        findings=found,
+        scanned_at=record.scanned_at,
+        signatures=checks,
     ):
         return {"status": "skipped", "reason": "the image is being rescanned"}
     return finish_decision(
@@ -235,6 +248,15 @@ def finish_decision(
     }
 
 
+def _record_error(
+    settings: Settings, store: Store, repository: str, digest: Digest, message: str, *, ruleset: str | None
+) -> dict[str, Any]:
+    """Record that vetting failed (never a pass) and tell the configured webhooks (``scan.error``)."""
+    store.mark_error(repository, digest, message, ruleset=ruleset)
+    notify(settings, "scan.error", {"repository": repository, "digest": digest, "reason": message})
+    return {"status": "error", "error": message}
+
+
 def on_scan_failed(job: Any, connection: Any, exc_type: Any, exc_value: Any, tb: Any) -> None:
     """rq failure callback: once retries are exhausted, record the error so the image never looks passed."""
     if getattr(job, "retries_left", 0):
@@ -245,4 +267,11 @@ def on_scan_failed(job: Any, connection: Any, exc_type: Any, exc_value: Any, tb:
         log.exception("failed job %s has unexpected arguments %r", getattr(job, "id", "?"), getattr(job, "args", None))
         return
     detail = "".join(traceback.format_exception_only(exc_type, exc_value)).strip() if exc_type else "job failed"
-    _store().mark_error(repository, digest, f"gave up after retries: {detail}", ruleset=None)
+    message = f"gave up after retries: {detail}"
+    _store().mark_error(repository, digest, message, ruleset=None)
+    try:
+        settings = _settings()
+    except ConfigError:
+        log.warning("scan.error for %s@%s not notified: the settings do not load", repository, digest)
+        return
+    notify(settings, "scan.error", {"repository": repository, "digest": digest, "reason": message})

@@ -11,8 +11,9 @@ Stages, in order (ARCHITECTURE.md §1):
   5. verify signatures (registry images whose repository has a trust policy): every signature and
      attestation is checked (workers/signatures/verify.py) and the trust policy judged, with its grace
      period after the push (signatures arrive after the image);
-  6. decide: findings → verdict → action, at least the trust policy's ``unsigned`` action when it requires
-     a signature, none verified and the grace period is over.
+  6. decide: waivers mark the findings they cover (shown, not counted), then findings → verdict → action,
+     at least the trust policy's ``unsigned`` action when it requires a signature, none verified and the
+     grace period is over.
 Quarantine and publishing plug in after stage 6 in later issues.
 """
 
@@ -65,6 +66,8 @@ log = logging.getLogger(__name__)
 
 MAX_INDEX_DEPTH = 2  # an index of indexes is legal but rare; deeper nesting is refused
 ProgressCallback = Callable[[str], None]
+# (findings, repository, digest) → the findings with waived marks; the scan job binds the waivers in force.
+WaiveHook = Callable[[Sequence[Finding], str, Digest], tuple[Finding, ...]]
 
 
 class LayerCache(Protocol):
@@ -212,8 +215,10 @@ class Vetter:
         layer_cache: LayerCache | None = None,
         signature_verifier: SignatureVerifier | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        waive: WaiveHook | None = None,
     ) -> None:
         self.scanners = scanners
+        self.waive = waive
         # Injected rather than imported so tests run the pipeline without a registry; jobs pass verify_image.
         self.signature_verifier = signature_verifier
         self.clock = clock
@@ -252,6 +257,8 @@ class Vetter:
 
         findings = tuple(f for scan in scans for f in scan.findings) + self._image_findings
         errors = tuple(e for scan in scans for e in scan.errors)
+        if self.waive is not None:
+            findings = self.waive(findings, source.repository, fetched.digest)
         # 5. verify signatures, 6. decide
         self.progress("verify signatures")
         now = self.clock()

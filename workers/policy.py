@@ -176,6 +176,11 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out))
 
 
+def repository_glob(pattern: str) -> re.Pattern[str]:
+    """The compiled repository glob of ``match`` (and of waivers' repository patterns); ValueError says why not."""
+    return _glob_regex(pattern)
+
+
 @dataclass(frozen=True)
 class RepositoryPolicy:
     """The effective policy of one repository: ``default`` with its first matching entry applied."""

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 PUSH_QUEUE = "tollgate-push"
 RESCAN_QUEUE = "tollgate-rescan"
 QUEUES = (PUSH_QUEUE, RESCAN_QUEUE)
+# Outbound webhooks: tiny, time-critical jobs on their own queue, so a rescan backlog never delays an alert.
+NOTIFY_QUEUE = "tollgate-notify"
+WORKER_QUEUES = (PUSH_QUEUE, NOTIFY_QUEUE, RESCAN_QUEUE)
 
 # Job functions are named, never imported, so the web process stays free of yara and the pipeline.
 SCAN_FUNCTION = "workers.jobs.scan_image"
@@ -39,6 +42,15 @@ SCAN_FAILED_CALLBACK = "workers.jobs.on_scan_failed"
 RECONCILE_FUNCTION = "workers.reconcile.reconcile_job"
 SUBJECT_LOOKUP_FUNCTION = "workers.signature_jobs.reevaluate_subject"
 RECONCILE_JOB_ID = "tollgate-reconcile"
+# Registry moves (quarantine, release): one job per image at a time, on the push queue (ahead of rescans).
+MOVE_FUNCTION = "workers.quarantine.jobs.move_image"
+MOVE_FAILED_CALLBACK = "workers.quarantine.jobs.on_move_failed"
+MOVE_TIMEOUT = 3600  # seconds: a move copies every layer when the registry refuses mounts
+# Decides again from the stored findings with the current waivers and policy (workers/redecide.py).
+REDECIDE_FUNCTION = "workers.redecide.redecide_image"
+WAIVER_SWEEP_FUNCTION = "workers.waivers.expiry_sweep_job"
+NOTIFY_FUNCTION = "workers.notify.deliver"
+NOTIFY_TIMEOUT = 120  # one delivery is a few POSTs with bounded timeouts
 
 RESULT_TTL = 24 * 3600  # finished scans stay visible on the queue page for a day
 FAILURE_TTL = 7 * 24 * 3600
@@ -319,6 +331,97 @@ def schedule_recheck(
     return Enqueued(job_id=job_id, created=created)
 
 
+def redecision_job_id(repository: str, digest: str, cause: str) -> str:
+    """The rq job id of deciding ``repository@digest`` again because of ``cause`` (``waiver-12-revoked``, …)."""
+    return _hashed_id("redecide-", repository, digest, cause)
+
+
+def enqueue_redecision(
+    conn: redis.Redis,
+    repository: str,
+    digest: str,
+    *,
+    cause: str,
+    settings: Settings,
+    func: str = REDECIDE_FUNCTION,
+) -> Enqueued:
+    """Queue a re-decision of ``repository@digest`` (``func``: :data:`REDECIDE_FUNCTION`, or
+    :data:`REVERIFY_FUNCTION` when signatures must be verified again) on the rescan queue; durable on return.
+
+    Keyed by ``cause`` like re-evaluations: a repeated cause (a sweep seeing the same expiry twice) collapses
+    into the job it already made, a new cause always runs, since a job already running may have read the
+    waivers or the policy before the change. Raises :class:`QueueUnavailable` when Redis fails.
+    """
+    _check_target(repository, digest)
+    job_id = redecision_job_id(repository, digest, cause)
+    meta = {"repository": repository, "digest": digest, "rescan": True, "reason": "re-decision", "cause": cause}
+    options = _scan_options(repository, digest, settings, meta, what=f"re-decide ({cause})", func=func)
+    try:
+        created = _enqueue_unique(_queue(conn, RESCAN_QUEUE), job_id, replace=_UNFINISHED, **options)
+    except RedisError as exc:
+        raise QueueUnavailable(f"could not enqueue the re-decision of {repository}@{digest}: {exc}") from exc
+    return Enqueued(job_id=job_id, created=created)
+
+
+def waiver_expiry_job_id(waiver_id: int, at: datetime) -> str:
+    """The rq job id of the expiry sweep scheduled for waiver ``waiver_id`` at ``at``."""
+    return _hashed_id("waiver-expiry-", str(waiver_id), recheck_time(at).isoformat())
+
+
+def schedule_waiver_expiry(conn: redis.Redis, waiver_id: int, at: datetime, *, settings: Settings) -> Enqueued:
+    """Schedule :data:`WAIVER_SWEEP_FUNCTION` at ``at`` (a waiver's expiry, timezone-aware) on the rescan queue.
+
+    The sweep audits every waiver that expired and re-decides the images they matched; the periodic
+    reconciler runs it too, so an expiry is acted on even if Redis lost this job.
+    """
+    when = recheck_time(at)
+    job_id = waiver_expiry_job_id(waiver_id, when)
+    try:
+        created = _enqueue_unique(
+            _queue(conn, RESCAN_QUEUE),
+            job_id,
+            at=when,
+            replace=_UNFINISHED,
+            func=WAIVER_SWEEP_FUNCTION,
+            timeout=settings.job_timeout,
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
+            retry=_retry(settings),
+            description=f"waiver {waiver_id} expires at {when.isoformat()}",
+            meta={"waiver": waiver_id, "at": when.isoformat()},
+        )
+    except RedisError as exc:
+        raise QueueUnavailable(f"could not schedule the expiry of waiver {waiver_id}: {exc}") from exc
+    return Enqueued(job_id=job_id, created=created)
+
+
+def enqueue_notification(
+    conn: redis.Redis, target_id: str, event: str, body: dict[str, Any], *, settings: Settings
+) -> str:
+    """Queue one webhook delivery (:data:`NOTIFY_FUNCTION`) on :data:`NOTIFY_QUEUE`; its job id.
+
+    Retries back off exponentially (``notify_backoff`` doubled, see ``workers.notify.retry_intervals``).
+    Raises :class:`QueueUnavailable` when Redis fails.
+    """
+    from workers.notify import retry_intervals
+
+    intervals = retry_intervals(settings)
+    try:
+        job = _queue(conn, NOTIFY_QUEUE).enqueue_call(
+            func=NOTIFY_FUNCTION,
+            args=(target_id, event, body),
+            timeout=NOTIFY_TIMEOUT,
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
+            retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
+            description=f"notify {event} to {target_id}",
+            meta={"event": event, "target": target_id, "image": body.get("image")},
+        )
+    except RedisError as exc:
+        raise QueueUnavailable(f"could not queue the {event} notification: {exc}") from exc
+    return str(job.id)
+
+
 def enqueue_subject_lookup(conn: redis.Redis, repository: str, artifact: str, *, settings: Settings) -> Enqueued:
     """Queue :data:`SUBJECT_LOOKUP_FUNCTION`: read the manifest ``repository@artifact`` from the registry and,
     when it carries ``subject``, queue that image's re-evaluation (for artifacts pushed without a telling tag)."""
@@ -340,6 +443,43 @@ def enqueue_subject_lookup(conn: redis.Redis, repository: str, artifact: str, *,
         )
     except RedisError as exc:
         raise QueueUnavailable(f"could not enqueue the subject lookup of {repository}@{artifact}: {exc}") from exc
+    return Enqueued(job_id=job_id, created=created)
+
+
+def move_job_id(repository: str, digest: str) -> str:
+    """The rq job id of moving ``repository@digest``: one per image, so two moves of it never run at once.
+
+    A move requested while the image's job is live is picked up by that job (it runs the hold's current move);
+    the move id is not part of the key for exactly that reason.
+    """
+    return _hashed_id("move-", repository, digest)
+
+
+def enqueue_move(conn: redis.Redis, repository: str, digest: str, move_id: int, *, settings: Settings) -> Enqueued:
+    """Queue :data:`MOVE_FUNCTION` for ``repository@digest`` on the push queue; durable when this returns.
+
+    Retried with backoff on transient errors; :data:`MOVE_FAILED_CALLBACK` records a move whose retries ran out.
+    A live job of the image makes this a no-op (``created=False``): it runs the hold's current move when it gets
+    there. Raises :class:`ValueError` for invalid names and :class:`QueueUnavailable` when Redis fails.
+    """
+    _check_target(repository, digest)
+    job_id = move_job_id(repository, digest)
+    try:
+        created = _enqueue_unique(
+            _queue(conn, PUSH_QUEUE),
+            job_id,
+            func=MOVE_FUNCTION,
+            args=(repository, digest, move_id),
+            timeout=max(settings.job_timeout, MOVE_TIMEOUT),
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
+            retry=_retry(settings),
+            on_failure=Callback(MOVE_FAILED_CALLBACK),
+            description=f"move {repository}@{digest} (move {move_id})",
+            meta={"repository": repository, "digest": digest, "move_id": move_id},
+        )
+    except RedisError as exc:
+        raise QueueUnavailable(f"could not enqueue move {move_id} of {repository}@{digest}: {exc}") from exc
     return Enqueued(job_id=job_id, created=created)
 
 
@@ -500,14 +640,14 @@ class ReconcileTicker:
 
 
 def run_worker(settings: Settings, *, burst: bool = False, with_scheduler: bool = True, simple: bool = False) -> None:
-    """Run an rq worker over the push then rescan queues until stopped (or, with ``burst``, until empty).
+    """Run an rq worker over the push, notification and rescan queues until stopped (or, with ``burst``, until empty).
 
     ``with_scheduler`` lets this worker move delayed retries back to their queue (at least one worker per
     deployment needs it). ``simple`` runs jobs in-process without forking (tests). A long-running worker
     also ticks the periodic reconciler when ``settings.reconcile_interval`` > 0.
     """
     conn = redis_connection(settings)
-    queues = [_queue(conn, name) for name in QUEUES]
+    queues = [_queue(conn, name) for name in WORKER_QUEUES]
     worker_class = SimpleWorker if simple else Worker
     worker = worker_class(queues, connection=conn, serializer=SERIALIZER)
     ticker: ReconcileTicker | None = None

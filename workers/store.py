@@ -302,6 +302,7 @@ class FindingRow(Base):
     evidence: Mapped[str | None] = mapped_column(sa.Text)
     platform: Mapped[str | None] = mapped_column(sa.Text)
     waived: Mapped[bool] = mapped_column(sa.Boolean)
+    waiver_id: Mapped[int | None] = mapped_column(sa.Integer)  # the waiver that matched; no FK: waivers stay
 
 
 class LayerScanRow(Base):
@@ -400,6 +401,8 @@ class WaiverRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_by: Mapped[str | None] = mapped_column(sa.Text)
     revoke_reason: Mapped[str | None] = mapped_column(sa.Text)
+    # Set by whoever first noticed the expiry, so waiver.expire is audited once however many sweeps see it.
+    expiry_recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class QuarantineHoldRow(Base):
@@ -765,6 +768,44 @@ class Store:
             row.updated_at = self.now()
             return True
 
+    def update_decision(
+        self,
+        repository: str,
+        digest: Digest,
+        *,
+        verdict: Verdict,
+        action: Action,
+        explanation: str,
+        findings: Sequence[Finding],
+        scanned_at: datetime | None,
+        signatures: Sequence[SignatureCheck] | None = None,
+    ) -> bool:
+        """Store a decision taken again over the stored findings (waivers, policy or signatures changed).
+
+        The findings are the same ones with their ``waived`` marks recomputed; ``signatures`` None keeps the
+        stored checks. Only applies to the scan that was decided on: False (nothing changed) when the image
+        has no completed verdict or was scanned again since (``scanned_at`` differs), whose own decision stands.
+        """
+        _check_name(repository, digest)
+        with self._write() as session:
+            row = session.scalars(
+                sa.select(ImageRow)
+                .where(ImageRow.repository == repository, ImageRow.digest == digest)
+                .with_for_update()
+            ).one_or_none()
+            if row is None or row.status != ScanStatus.DONE.value or row.verdict is None:
+                return False
+            if row.scanned_at != scanned_at:
+                return False
+            row.verdict = Verdict(verdict).value
+            row.action = Action(action).value
+            row.explanation = clean_text(explanation)
+            if signatures is not None:
+                row.signatures = clean_json([check.to_json() for check in signatures])
+            row.updated_at = self.now()
+            self._replace_findings(session, row.id, findings)
+            return True
+
     def mark_not_image(self, repository: str, digest: Digest, message: str, *, ruleset: str | None) -> None:
         """Record that the manifest is an artifact (signature, attestation, SBOM …): done, with no verdict."""
         now = self.now()
@@ -964,6 +1005,7 @@ def _finding_row(image_id: int, ordinal: int, finding: Finding) -> dict[str, Any
         "evidence": _clean_optional(finding.evidence),
         "platform": _clean_optional(finding.platform),
         "waived": bool(finding.waived),
+        "waiver_id": finding.waiver_id if finding.waived else None,
     }
 
 

@@ -157,10 +157,17 @@ def upgrade() -> None:
         sa.Column("created_at", UTC_DATETIME, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_policy_versions"),
     )
+    # Which waiver made a finding not count (shown on the record), and when a waiver's expiry was audited.
+    with op.batch_alter_table("findings") as batch:
+        batch.add_column(sa.Column("waiver_id", sa.Integer(), nullable=True))
+    with op.batch_alter_table("waivers") as batch:
+        batch.add_column(sa.Column("expiry_recorded_at", UTC_DATETIME, nullable=True))
 
 
 def downgrade() -> None:
     """Drop what upgrade created."""
+    with op.batch_alter_table("findings") as batch:
+        batch.drop_column("waiver_id")
     for table in ("policy_versions", "quarantine_moves", "quarantine_holds", "waivers", "users", "api_tokens"):
         op.drop_table(table)
     if op.get_bind().dialect.name == "postgresql":
