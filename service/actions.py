@@ -200,7 +200,9 @@ def perform_move(ref: str, kind: MoveKind, reason: str) -> dict[str, Any]:
         raise InputError(404, "not found", exc.diagnostics()) from None
     except ActionRefused as exc:
         raise InputError(409, "conflict", exc.diagnostics()) from None
-    return cast(dict[str, Any], ticket.to_json())
+    except ValueError as exc:
+        raise InputError(400, "bad request", str(exc)[:300]) from None
+    return ticket.to_json()
 
 
 def perform_rescan(ref: str, reason: str) -> dict[str, Any]:
@@ -290,6 +292,7 @@ def create_waiver() -> Any:
             repository_pattern=body.get("repository_pattern") or None,
             digest=body.get("digest") or None,
             path_pattern=body.get("path_pattern") or None,
+            max_days=_settings().waiver_max_days,
         )
     except ValueError as exc:
         raise InputError(400, "bad request", str(exc)[:300]) from None
@@ -303,7 +306,7 @@ def _redecide(schedule: Callable[..., int], waiver: Any) -> dict[str, Any]:
     """Queue the re-decision of the images a waiver change affects; the waiver stands even if Redis is down."""
     try:
         return {"redecisions": schedule(_settings(), _store(), _redis(), waiver)}
-    except QueueUnavailable as exc:
+    except (QueueUnavailable, redis.RedisError) as exc:
         log.warning("waiver %s saved, re-decisions not queued: %s", getattr(waiver, "id", "?"), exc)
         return {"redecisions": None, "warning": "saved; affected images are re-decided at their next scan"}
 
@@ -369,11 +372,19 @@ def set_policy() -> Any:
     body = read_body(
         {"text": Field(str, required=True, max_length=MAX_POLICY_BYTES), "reason": REASON}, MAX_POLICY_BODY
     )
+    settings, store = _settings(), _store()
     try:
-        version = policy_versions.set_policy(_store(), current_actor(), body["text"], body["reason"])
+        version = policy_versions.set_policy(store, current_actor(), body["text"], body["reason"], settings=settings)
     except ConfigError as exc:
         raise InputError(400, "invalid policy", exc.diagnostics()[:2000]) from None
-    response = jsonify({"policy": version.to_json()})
+    except ValueError as exc:
+        raise InputError(400, "bad request", str(exc)[:300]) from None
+    try:
+        redecisions: int | None = policy_versions.schedule_policy_redecisions(settings, store, _redis())
+    except (QueueUnavailable, redis.RedisError) as exc:
+        log.warning("policy version %s saved, re-decisions not queued: %s", version.id, exc)
+        redecisions = None
+    response = jsonify({"policy": version.to_json(), "redecisions": redecisions})
     response.status_code = 201
     return response
 
