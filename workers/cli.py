@@ -88,15 +88,25 @@ def _trust_from_flags(args: argparse.Namespace) -> TrustPolicy:
                 workflow_ref=args.certificate_github_workflow_ref,
             ),
         )
-    if not keys and not identities:
+    notation = None
+    if args.notation_trust_store is not None:
+        from workers.signatures.notation import load_trust_store, notation_trust
+
+        certificates = load_trust_store(args.notation_trust_store)
+        notation = notation_trust(certificates, args.notation_identity or ["*"], str(args.notation_trust_store))
+    elif args.notation_identity:
+        raise ConfigError("--notation-identity needs --notation-trust-store")
+    if not keys and not identities and notation is None:
         raise ConfigError(
             "nothing to verify against: give --key FILE, or --certificate-identity[-regexp] with"
-            " --certificate-oidc-issuer"
+            " --certificate-oidc-issuer, or --notation-trust-store"
         )
     if args.trusted_root is not None:
         load_trust_root(args.trusted_root)  # both views, so a bad file is an error (2) and not "unverified" (1)
         load_trusted_root(args.trusted_root)
-    return TrustPolicy(required=True, keys=keys, identities=identities, trusted_root=args.trusted_root)
+    return TrustPolicy(
+        required=True, keys=keys, identities=identities, trusted_root=args.trusted_root, notation=notation
+    )
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -178,8 +188,27 @@ def _check_policy(settings: Settings) -> None:
     from workers.policy import cached_policy
 
     cached_policy(settings.policy_file)
+    _take_in_policy(settings)
     # Compiles the shipped rules and every TOLLGATE_RULES_EXTRA pack; a compile error names file and line.
     load_scanners(settings.rules_dir, settings.rules_extra)
+
+
+def _take_in_policy(settings: Settings) -> None:
+    """Record an edited TOLLGATE_POLICY_FILE as the newest policy version, and check the version in force parses.
+
+    Skipped (the first job does it) when the database is not reachable or not migrated yet.
+    """
+    from workers.errors import StoreUnavailable
+    from workers.policy_versions import effective_policy
+    from workers.store import Store
+
+    store = Store.from_settings(settings)
+    try:
+        effective_policy(store, settings)
+    except StoreUnavailable as exc:
+        logging.getLogger(__name__).warning("policy versions not checked at start: %s", exc)
+    finally:
+        store.close()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -255,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.set_defaults(func=cmd_scan)
 
     verify = sub.add_parser(
-        "verify", help="verify an image's cosign signatures (exit 0 verified, 1 not verified, 2 error)"
+        "verify", help="verify an image's cosign or Notation signatures (exit 0 verified, 1 not verified, 2 error)"
     )
     verify.add_argument("ref", help="host:port/repo:tag or repo[:tag|@sha256:…] in TOLLGATE_REGISTRY_URL")
     verify.add_argument("--key", action="append", type=Path, metavar="FILE", help="cosign public key (repeatable)")
@@ -268,6 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--certificate-github-workflow-ref", metavar="REF")
     verify.add_argument(
         "--trusted-root", type=Path, metavar="FILE", help="trusted_root.json (default: Sigstore production, offline)"
+    )
+    verify.add_argument(
+        "--notation-trust-store", type=Path, metavar="PEM", help="Notation: root CA certificates (file or directory)"
+    )
+    verify.add_argument(
+        "--notation-identity",
+        action="append",
+        metavar="SUBJECT",
+        help='Notation: trusted X.509 subject, e.g. "C=US, O=Acme, CN=release" (repeatable; default "*")',
     )
     verify.add_argument("--format", choices=["text", "json"], default="text")
     verify.set_defaults(func=cmd_verify)

@@ -332,7 +332,7 @@ def schedule_policy_redecisions(settings: Settings, store: Store, conn: redis.Re
     """
     from workers.queue import REVERIFY_FUNCTION, enqueue_redecision
 
-    version = newest(store)
+    version = current_policy(store, settings)
     if version is None:
         return 0
     marker = _redecided_key(settings)

@@ -11,6 +11,8 @@ import redis
 
 from workers.domain import Descriptor, is_repository_name, is_tag
 from workers.errors import QueueUnavailable, StoreUnavailable, TollgateError
+from workers.quarantine.jobs import resume_moves
+from workers.quarantine.state import placeholder_digests
 from workers.queue import Admission, admit_push, redis_connection
 from workers.settings import Settings
 from workers.signatures.discovery import subject_of_tag
@@ -47,6 +49,7 @@ class ReconcileReport:
     tags: int
     enqueued: int
     errors: tuple[str, ...]
+    moves_resumed: int = 0  # quarantine/release moves left unfinished (a killed worker …) and queued again
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready summary (for the CLI and the job result)."""
@@ -55,6 +58,7 @@ class ReconcileReport:
             "tags": self.tags,
             "enqueued": self.enqueued,
             "errors": list(self.errors),
+            "moves_resumed": self.moves_resumed,
         }
 
 
@@ -75,6 +79,12 @@ def reconcile(
     """
     repositories = tags_seen = enqueued = 0
     errors: list[str] = []
+    resumed: list[str] = []
+    try:
+        # Moves first: an image left half-quarantined by a killed worker matters more than a missed push.
+        resumed = resume_moves(settings, store, redis_conn)
+    except (StoreUnavailable, QueueUnavailable) as exc:
+        _note(errors, f"resuming quarantine moves: {exc}")
     try:
         for repository in client.catalog():
             if settings.quarantine_repo and repository.startswith(settings.quarantine_repo):
@@ -95,7 +105,13 @@ def reconcile(
         _note(errors, f"stopped: {exc}")
     except TollgateError as exc:  # the catalog itself failed (registry down, auth refused, …)
         _note(errors, f"catalog: {_describe(exc)}")
-    report = ReconcileReport(repositories=repositories, tags=tags_seen, enqueued=enqueued, errors=tuple(errors))
+    report = ReconcileReport(
+        repositories=repositories,
+        tags=tags_seen,
+        enqueued=enqueued,
+        errors=tuple(errors),
+        moves_resumed=len(resumed),
+    )
     log.info("reconcile: %s", report.to_json())
     return report
 
@@ -113,10 +129,15 @@ def _reconcile_repository(
     if not is_repository_name(repository):
         raise ValueError("not a valid repository name")
     tags_seen = queued = 0
+    placeholders: frozenset[str] | None = None
     for tag in _valid_tags(client.list_tags(repository)):
         descriptor = client.head_manifest(repository, tag)
         if descriptor is None:
             continue  # deleted or re-tagged since the listing
+        if placeholders is None:
+            placeholders = placeholder_digests(store, repository)
+        if descriptor.digest in placeholders:
+            continue  # a quarantined tag, re-pointed by Tollgate: the hold owns it, it is no image to vet
         tags_seen += 1
         admitted = admit_push(
             redis_conn,
@@ -175,7 +196,31 @@ def reconcile_job() -> dict[str, Any]:
                 redis_conn=conn,
                 ruleset=ruleset_version(settings.rules_dir, settings.rules_extra),
             )
+        sweep = decision_sweep(settings, store, conn)
     finally:
         store.close()
         conn.close()
-    return report.to_json()
+    return {**report.to_json(), **sweep}
+
+
+def decision_sweep(settings: Settings, store: Store, conn: redis.Redis) -> dict[str, Any]:
+    """The safety net of time- and change-driven re-decisions, run on every pass.
+
+    Waivers that expired are audited once and their images decided again, even when the job scheduled at
+    the expiry was lost; a policy version whose re-decisions were never queued (an edited policy file, a
+    caller that did not queue them) gets them. A failure is reported, never raised: the registry pass
+    already happened and the next pass tries again.
+    """
+    from workers.policy_versions import schedule_policy_redecisions
+    from workers.waivers import expire_due_waivers
+
+    out: dict[str, Any] = {"waivers_expired": [], "policy_redecisions": 0, "sweep_errors": []}
+    try:
+        out["waivers_expired"] = [w.id for w in expire_due_waivers(settings, store, conn)]
+    except (TollgateError, redis.RedisError) as exc:
+        out["sweep_errors"].append(f"waiver expiry: {_describe(exc)}")
+    try:
+        out["policy_redecisions"] = schedule_policy_redecisions(settings, store, conn)
+    except (TollgateError, redis.RedisError) as exc:
+        out["sweep_errors"].append(f"policy re-decisions: {_describe(exc)}")
+    return out
