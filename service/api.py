@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from workers.domain import Digest, ScanStatus, is_repository_name, is_tag, parse_digest
 from workers.errors import StoreUnavailable
+from workers.quarantine.state import hold_summary
 from workers.store import Store
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,9 @@ def get_image(ref: str) -> Any:
         record = store.get_record_by_tag(selector.repository, cast(str, selector.tag))
     if record is None:
         return api_error(404, "not found", f"Tollgate has no record of {selector}")
-    response = jsonify(record.to_json())
+    body = record.to_json()
+    body["quarantine"] = hold_summary(store, record.repository, record.digest)
+    response = jsonify(body)
     response.headers["Cache-Control"] = "no-cache"  # the record changes while the image is vetted
     return response
 
@@ -125,10 +128,11 @@ def list_images() -> Any:
     offset = _int_arg("offset", 0, 0, MAX_LIST_OFFSET)
     if isinstance(limit, str) or isinstance(offset, str):
         return api_error(400, "bad parameter", cast(str, limit if isinstance(limit, str) else offset))
-    records = _store().list_images(repository=repository, status=status, limit=limit, offset=offset)
+    store = _store()
+    records = store.list_images(repository=repository, status=status, limit=limit, offset=offset)
     return jsonify(
         {
-            "images": [r.to_json() for r in records],
+            "images": [{**r.to_json(), "quarantine": hold_summary(store, r.repository, r.digest)} for r in records],
             "limit": limit,
             "offset": offset,
             "next_offset": offset + len(records) if len(records) == limit else None,

@@ -27,6 +27,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from service.api import STORE_EXTENSION
 from service.errors import json_error
 from workers.domain import MANIFEST_MEDIA_TYPES, Digest, is_repository_name, is_tag, parse_digest
+from workers.quarantine.state import placeholder_digests
 from workers.queue import Admission, admit_push, enqueue_reevaluation
 from workers.settings import Settings
 from workers.signatures.discovery import subject_of_tag
@@ -60,6 +61,7 @@ KEPT_MEDIA_TYPES = MANIFEST_MEDIA_TYPES | {
 }
 KNOWN_IGNORED_ACTIONS = frozenset({"pull", "mount", "delete"})
 MAX_ECHO = 128  # attacker-chosen strings echoed in the response are clipped to this
+PLACEHOLDER_OUTCOME = "ignored:quarantine placeholder"
 
 
 class EnvelopeError(ValueError):
@@ -258,6 +260,22 @@ def _take_events(settings: Settings, events: list[Any]) -> Any:
             )
             results.append(entry)
             counts[entry["outcome"]] += 1
+            continue
+        if parsed.digest in placeholder_digests(store, parsed.repository):
+            # Tollgate's own placeholder re-pointing a quarantined tag: recorded here, never vetted (that would
+            # loop), and the tag stays the quarantined image's in the store.
+            log.info("webhook: %s:%s is a quarantine placeholder (%s)", parsed.repository, parsed.tag, parsed.digest)
+            counts["ignored"] += 1
+            results.append(
+                {
+                    "index": index,
+                    "id": event_id,
+                    "repository": parsed.repository,
+                    "digest": parsed.digest,
+                    "tag": parsed.tag,
+                    "outcome": PLACEHOLDER_OUTCOME,
+                }
+            )
             continue
         try:
             admitted = admit_push(

@@ -24,6 +24,7 @@ from workers.layerscan import StoredLayerCache
 from workers.notify import notify
 from workers.pipeline import NotAnImage, Vetter, decide_with_signatures, load_scanners
 from workers.policy_versions import effective_policy
+from workers.quarantine.jobs import enforce_decision
 from workers.queue import enqueue_subject_lookup, redis_connection, schedule_recheck
 from workers.registry import RegistryClient
 from workers.settings import Settings
@@ -238,6 +239,8 @@ def finish_decision(
                 "previous_action": before[1].value if before[1] else None,
             },
         )
+    # Act in the registry: quarantine, or release an automatic hold the decision no longer supports.
+    enforce_decision(settings, store, repository, digest, action)
     if status is not None and status.state is SignatureState.GRACE and status.grace_until is not None:
         schedule_recheck(redis_connection(settings), repository, digest, status.grace_until, settings=settings)
     return {

@@ -51,6 +51,7 @@ MAX_PAGES = 10_000
 MAX_CHALLENGE_LENGTH = 8 * 1024
 DEFAULT_TOKEN_TTL = 60  # seconds, when the token service omits expires_in (distribution token spec)
 BLOB_CHUNK = 1024 * 1024
+COPY_CHUNK = 8 * 1024 * 1024  # one PATCH of a streamed blob copy: the memory a copy needs
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -59,6 +60,10 @@ Origin = tuple[str, str, int]
 
 class InvalidReference(RegistryError, PermanentError):
     """A repository name, tag or digest handed to the client is not valid; nothing was sent."""
+
+
+class DeleteUnsupported(RegistryProtocolError):
+    """The registry refuses deletes (405: ``storage.delete.enabled`` is off); nothing was deleted."""
 
 
 # ---------------------------------------------------------------------------------------------- credentials
@@ -743,8 +748,74 @@ class RegistryClient:
         _check_repository(repository)
         checked = _check_digest(digest)
         path = f"/v2/{repository}/manifests/{checked}"
-        with self._request("DELETE", path, scopes=(_delete(repository),)) as resp:
+        with self._request("DELETE", path, scopes=(_delete(repository),), allow=(405,)) as resp:
+            if resp.status_code == 405:
+                raise DeleteUnsupported(f"DELETE manifest {repository}@{checked}: HTTP 405 (deletes are disabled)")
             self._expect(resp, (202, 200, 204), f"DELETE manifest {repository}@{checked}")
+
+    def stat_blob(self, repository: str, digest: Digest) -> int | None:
+        """The size of a blob ``repository`` links (HEAD, redirects followed without credentials); None on 404.
+
+        IntegrityError when the registry names another digest for it: a copy is only as good as its digest.
+        """
+        _check_repository(repository)
+        checked = _check_digest(digest)
+        path = f"/v2/{repository}/blobs/{checked}"
+        with self._request("HEAD", path, scopes=(_pull(repository),), allow=(404,)) as resp:
+            if resp.status_code == 404:
+                return None
+            length = resp.headers.get("content-length", "")
+            claimed = resp.headers.get("docker-content-digest")
+        if claimed and claimed.strip() != checked:
+            raise IntegrityError(f"blob {repository}@{checked}: registry says its digest is {_printable(claimed, 80)}")
+        if not length.isdigit():
+            raise RegistryProtocolError(f"HEAD blob {repository}@{checked}: no Content-Length")
+        return int(length)
+
+    def copy_blob(
+        self, digest: Digest, *, from_repository: str, to_repository: str, size: int | None, chunk: int = COPY_CHUNK
+    ) -> None:
+        """Copy a blob between repositories of this registry as a stream: a chunked upload, ``chunk`` bytes at a time.
+
+        For when a cross-repository mount is refused (202). Memory stays bounded by ``chunk`` whatever the blob's
+        size; the source is verified against ``digest`` (and ``size``) as it streams, and the registry checks the
+        digest again when the upload is completed. A chunk is never re-sent inline (a replayed PATCH would corrupt
+        the session): any failure ends this upload, and the caller's retry starts a new one.
+        """
+        _check_repository(from_repository)
+        _check_repository(to_repository)
+        checked = _check_digest(digest)
+        where = f"copy {checked} from {from_repository} to {to_repository}"
+        scopes = (_push(to_repository),)
+        with self._request("POST", f"/v2/{to_repository}/blobs/uploads/", scopes=scopes, content=b"") as resp:
+            self._expect(resp, (202,), f"{where}: start upload")
+            location = resp.headers.get("location")
+        if not location:
+            raise RegistryProtocolError(f"{where}: 202 without a Location header")
+        session = self._same_origin_url(location, "upload session")
+        offset = 0
+        with self.open_blob(from_repository, checked, expected_size=size) as stream:
+            while True:
+                data = stream.read(chunk)
+                if not data:
+                    break
+                headers = {
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{offset}-{offset + len(data) - 1}",
+                }
+                with self._request("PATCH", session, scopes=scopes, headers=headers, content=data, retries=0) as resp:
+                    self._expect(resp, (202,), f"{where}: upload chunk at {offset}")
+                    location = resp.headers.get("location")
+                if not location:
+                    raise RegistryProtocolError(f"{where}: chunk accepted without a Location header")
+                session = self._same_origin_url(location, "upload session")
+                offset += len(data)
+        target = session.copy_merge_params({"digest": checked})
+        with self._request("PUT", target, scopes=scopes, content=b"", retries=0) as resp:
+            self._expect(resp, (201,), f"{where}: complete upload")
+            echoed = resp.headers.get("docker-content-digest")
+        if echoed and echoed.strip() != checked:
+            raise IntegrityError(f"{where}: registry stored the blob as {_printable(echoed, 80)}")
 
     # ------------------------------------------------------------------------------------------ transport
 
@@ -814,12 +885,18 @@ class RegistryClient:
         content: bytes | None = None,
         allow: tuple[int, ...] = (),
         follow: bool = True,
+        retries: int | None = None,
     ) -> Iterator[httpx.Response]:
-        """Send with auth, redirects and retries; yield a 2xx (or ``allow``ed) streamed response, else raise."""
+        """Send with auth, redirects and retries; yield a 2xx (or ``allow``ed) streamed response, else raise.
+
+        ``retries`` overrides the client's inline retries (0 for requests that must not be replayed).
+        """
         url = target if isinstance(target, httpx.URL) else self._base.join(target)
         if params:
             url = url.copy_merge_params(dict(params))
-        response = self._with_retries(method, url, scopes=scopes, headers=headers or {}, content=content, follow=follow)
+        response = self._with_retries(
+            method, url, scopes=scopes, headers=headers or {}, content=content, follow=follow, retries=retries
+        )
         try:
             status = response.status_code
             if status in allow or 200 <= status < 300 or (not follow and status in REDIRECT_STATUSES):
@@ -838,7 +915,9 @@ class RegistryClient:
         headers: Mapping[str, str],
         content: bytes | None,
         follow: bool,
+        retries: int | None = None,
     ) -> httpx.Response:
+        limit = self._retries if retries is None else max(0, retries)
         attempt = 0
         while True:
             delay = self._backoff * (2**attempt)
@@ -860,7 +939,7 @@ class RegistryClient:
                             f"{method} {_describe(url)}: {problem}, retry after {retry_after:.0f}s"
                         )
                     delay = max(delay, retry_after)
-            if attempt >= self._retries:
+            if attempt >= limit:
                 raise RegistryUnavailable(f"{method} {_describe(url)}: {problem} after {attempt + 1} attempts")
             log.info("registry %s %s: %s; retrying in %.1fs", method, _describe(url), problem, delay)
             self._sleep(delay)

@@ -164,7 +164,7 @@ def test_redis_down_stops_the_walk(settings: Settings, listing: FakeRegistry, st
 
 def test_report_json() -> None:
     report = ReconcileReport(repositories=1, tags=2, enqueued=1, errors=("x",))
-    assert report.to_json() == {"repositories": 1, "tags": 2, "enqueued": 1, "errors": ["x"]}
+    assert report.to_json() == {"repositories": 1, "tags": 2, "enqueued": 1, "errors": ["x"], "moves_resumed": 0}
 
 
 # -- against the real registry -----------------------------------------------------------------------------------
