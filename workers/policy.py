@@ -38,6 +38,9 @@ Semantics:
         identities:                         # keyless signers: issuer and exactly one of subject/subject_regexp
           - {issuer: "https://token.actions.githubusercontent.com", subject_regexp: "https://github.com/acme/.+"}
         trusted_root: trusted_root.json     # optional private Sigstore root; default the production root
+        notation:                           # Notation (Notary Project) JWS signatures
+          trust_store: notation-ca.pem      # root CA certificates (a PEM file or a directory of them)
+          identities: ["C=US, O=Acme, CN=release"]   # X.509 subjects the leaf must hold; "*" any
 
   An entry's ``signatures`` inherits each key it leaves out from ``default.signatures``; a ``keys`` or
   ``identities`` list given replaces the default's (``[]`` clears). Key files and the trusted root are
@@ -73,6 +76,7 @@ from workers.errors import ConfigError
 from workers.signatures.identity import IdentityPolicy
 from workers.signatures.keys import PublicKey, load_public_key_file
 from workers.signatures.model import SignatureCheck, SignatureKind
+from workers.signatures.notation import NotationTrust, load_trust_store, notation_trust
 
 DEFAULT_ACTIONS: Mapping[Verdict, Action] = {
     Verdict.CLEAN: Action.ALLOW,
@@ -95,8 +99,9 @@ _FLOORED_AT_SUSPICIOUS = frozenset({Category.INTEGRITY})
 
 DEFAULT_GRACE_SECONDS = 600
 MAX_GRACE_SECONDS = 7 * 24 * 3600  # a week: longer is not a grace period but an exemption
-SIGNATURE_KINDS = frozenset({SignatureKind.COSIGN_KEYED, SignatureKind.COSIGN_KEYLESS})
-_TRUST_KEYS = ("required", "unsigned", "grace_seconds", "keys", "identities", "trusted_root")
+SIGNATURE_KINDS = frozenset({SignatureKind.COSIGN_KEYED, SignatureKind.COSIGN_KEYLESS, SignatureKind.NOTATION})
+_TRUST_KEYS = ("required", "unsigned", "grace_seconds", "keys", "identities", "trusted_root", "notation")
+_NOTATION_KEYS = ("trust_store", "identities")
 _IDENTITY_KEYS = ("issuer", "subject", "subject_regexp", "workflow_repository", "workflow_ref")
 
 
@@ -113,16 +118,24 @@ class TrustPolicy:
     keys: tuple[PublicKey, ...] = ()
     identities: tuple[IdentityPolicy, ...] = ()
     trusted_root: Path | None = None  # None: Sigstore's production root embedded in the sigstore package
+    notation: NotationTrust | None = None  # Notation trust store and identities
+
+    @property
+    def has_signers(self) -> bool:
+        """True when some signer could satisfy the policy (keys, keyless identities or a Notation trust store)."""
+        return bool(self.keys or self.identities or (self.notation is not None and self.notation.identities))
 
     @property
     def configured(self) -> bool:
         """True when there is anything to verify against (or a requirement to enforce)."""
-        return self.required or bool(self.keys or self.identities)
+        return self.required or self.has_signers
 
     def describe_signers(self) -> str:
         """The accepted signers in a few words, for explanations."""
         parts = [f"key {key.name}" for key in self.keys[:2]] + [i.describe() for i in self.identities[:2]]
-        rest = len(self.keys) + len(self.identities) - len(parts)
+        notation = self.notation.identities if self.notation is not None else ()
+        parts += [f"notation {identity.text}" for identity in notation[:1]]
+        rest = len(self.keys) + len(self.identities) + len(notation) - len(parts)
         text = ", ".join(parts) or "no signers"
         return f"{text} and {rest} more" if rest > 0 else text
 
@@ -135,6 +148,11 @@ class TrustPolicy:
             "keys": [key.name for key in self.keys],
             "identities": [i.describe() for i in self.identities],
             "trusted_root": str(self.trusted_root) if self.trusted_root else None,
+            "notation": (
+                {"trust_store": self.notation.source, "identities": [i.text for i in self.notation.identities]}
+                if self.notation is not None
+                else None
+            ),
         }
 
 
@@ -478,10 +496,14 @@ class _Reader:
             changes["identities"] = self.identities(raw, f"{key}.identities")
         if "trusted_root" in raw:
             changes["trusted_root"] = self.trusted_root(raw, f"{key}.trusted_root")
+        if "notation" in raw:
+            changes["notation"] = self.notation(raw, f"{key}.notation")
         trust = replace(inherited, **changes)
-        if trust.required and not (trust.keys or trust.identities):
+        if trust.required and not trust.has_signers:
             raise self.fail(
-                data.lines["signatures"], key, "required: true needs keys or identities (here or in default.signatures)"
+                data.lines["signatures"],
+                key,
+                "required: true needs keys, identities or notation identities (here or in default.signatures)",
             )
         return trust
 
@@ -528,6 +550,28 @@ class _Reader:
             except ConfigError as exc:
                 raise self.fail(items.lines[index], where, str(exc)) from None
         return tuple(out)
+
+    def notation(self, raw: _Map, key: str) -> NotationTrust:
+        data = self.mapping(raw["notation"], raw.lines["notation"], key)
+        self.keys(data, key, _NOTATION_KEYS)
+        if "trust_store" not in data:
+            raise self.fail(data.line, f"{key}.trust_store", "required (the root CA certificates signers chain to)")
+        path = self._path(data["trust_store"], data.lines["trust_store"], f"{key}.trust_store")
+        items = data.get("identities")
+        if not isinstance(items, _Seq) or not items:
+            line = data.lines["identities"] if "identities" in data else data.line
+            raise self.fail(line, f"{key}.identities", 'must be a non-empty list of X.509 subjects (or "*")')
+        texts: list[str] = []
+        for index, item in enumerate(items):
+            if not isinstance(item, str) or not item.strip():
+                raise self.fail(
+                    items.lines[index], f"{key}.identities[{index}]", f"must be a string, got {_kind(item)}"
+                )
+            texts.append(item)
+        try:
+            return notation_trust(load_trust_store(path), texts, str(path))
+        except ConfigError as exc:
+            raise self.fail(data.line, key, str(exc)) from None
 
     def trusted_root(self, raw: _Map, key: str) -> Path:
         from workers.signatures.bundles import load_trusted_root

@@ -121,7 +121,7 @@ def test_example_policy_loads() -> None:
         ),
         (
             "version: 1\ndefault:\n  signatures: {required: true}\n",
-            r"p\.yaml:3: default\.signatures: required: true needs keys or identities",
+            r"p\.yaml:3: default\.signatures: required: true needs keys, identities or notation identities",
         ),
         ("version: 1\nrepositories: {}\n", r"p\.yaml:2: repositories: must be a list, got a mapping"),
         ("version: 1\nrepositories:\n  - prod/**\n", r"p\.yaml:3: repositories\[0\]: must be a mapping, got str"),

@@ -1,4 +1,4 @@
-"""Find an image's cosign signatures and attestations in the registry, read-only: legacy tags and OCI 1.1 referrers.
+"""Find an image's signatures and attestations in the registry, read-only: cosign legacy tags and OCI 1.1 referrers.
 
 Where cosign puts them (shared/docs/PROTOCOLS.md §4):
 
@@ -7,7 +7,9 @@ Where cosign puts them (shared/docs/PROTOCOLS.md §4):
 2. Sigstore bundles as OCI 1.1 referrers (cosign v3's default): manifests with ``artifactType``
    ``application/vnd.dev.sigstore.bundle.v0.3+json``, a ``subject`` naming the image and the bundle as their
    one layer, listed by the referrers API, or (distribution has no such API) by the index at tag
-   ``sha256-<hex>`` that clients maintain.
+   ``sha256-<hex>`` that clients maintain;
+3. Notation signatures, also referrers (``artifactType application/vnd.cncf.notary.signature``, one JWS or
+   COSE envelope layer), found the same two ways.
 
 Everything read is digest-verified by the registry client and size-capped. Hostile or broken content (bad
 JSON, wrong media types, a wrong subject, huge or missing blobs) becomes a :class:`DiscoveryNote` and is
@@ -30,11 +32,15 @@ from workers.oci import MAX_MANIFEST_BYTES
 from workers.registry import RegistryClient
 from workers.signatures.keyed import DSSE_MEDIA_TYPE
 from workers.signatures.model import printable
+from workers.signatures.notation import COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, NOTATION_ARTIFACT_TYPE
 from workers.signatures.simplesigning import MAX_PAYLOAD_BYTES, SIMPLE_SIGNING_MEDIA_TYPE
 
 log = logging.getLogger(__name__)
 
 BUNDLE_ARTIFACT_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+SIGNATURE_ARTIFACT_TYPES = frozenset({BUNDLE_ARTIFACT_TYPE, NOTATION_ARTIFACT_TYPE})
+NOTATION_ENVELOPE_TYPES = frozenset({JWS_MEDIA_TYPE, COSE_MEDIA_TYPE})
+MAX_NOTATION_BYTES = 1024 * 1024
 MAX_SIGNATURE_LAYERS = 64  # co-signers append layers; more than this is an attack on our time, not signing
 MAX_REFERRERS = 256
 MAX_ENVELOPE_BYTES = 16 * 1024 * 1024  # attestations carry SBOMs and provenance
@@ -92,6 +98,23 @@ class BundleReferrer:
 
 
 @dataclass(frozen=True)
+class NotationReferrer:
+    """A Notation signature attached to the image as an OCI 1.1 referrer: its envelope (JWS or COSE)."""
+
+    manifest_digest: Digest
+    found_via: str
+    media_type: str  # of the envelope layer
+    digest: Digest
+    annotations: Mapping[str, str]
+    envelope: bytes
+
+    @property
+    def source(self) -> str:
+        """The referrer manifest digest (the check record's ``source``)."""
+        return self.manifest_digest
+
+
+@dataclass(frozen=True)
 class Discovered:
     """Everything signature-like found for one image digest."""
 
@@ -101,11 +124,12 @@ class Discovered:
     bundles: tuple[BundleReferrer, ...] = ()
     notes: tuple[DiscoveryNote, ...] = ()
     referrers_api: bool = False  # whether the registry answered the referrers API
+    notations: tuple[NotationReferrer, ...] = ()
 
     @property
     def empty(self) -> bool:
         """True when nothing usable was found."""
-        return not (self.signatures or self.attestations or self.bundles)
+        return not (self.signatures or self.attestations or self.bundles or self.notations)
 
 
 # ---------------------------------------------------------------------------------------------- re-evaluation
@@ -151,7 +175,7 @@ def signature_subject(*, tag: str | None = None, manifest: bytes | None = None) 
 
 
 def discover(client: RegistryClient, repository: str, subject: Digest) -> Discovered:
-    """Find the legacy ``.sig``/``.att`` layers and the bundle referrers of ``repository@subject``."""
+    """Find the legacy ``.sig``/``.att`` layers and the bundle and Notation referrers of ``repository@subject``."""
     search = _Search(client, repository, subject)
     base = "sha256-" + subject.removeprefix("sha256:")
     if subject.startswith("sha256:"):  # cosign names tags by the digest; sha512 names exceed the tag grammar
@@ -171,6 +195,7 @@ class _Search:
     signatures: list[LegacyLayer] = field(default_factory=list)
     attestations: list[LegacyLayer] = field(default_factory=list)
     bundles: list[BundleReferrer] = field(default_factory=list)
+    notations: list[NotationReferrer] = field(default_factory=list)
     notes: list[DiscoveryNote] = field(default_factory=list)
     referrers_api: bool = False
 
@@ -188,6 +213,7 @@ class _Search:
             tuple(self.bundles),
             tuple(self.notes),
             self.referrers_api,
+            tuple(self.notations),
         )
 
     def _manifest(
@@ -301,9 +327,10 @@ class _Search:
                 into.append(LegacyLayer(tag, digest, index, media_type, layer_digest, annotations, blob))
 
     def referrers(self, base: str) -> None:
-        """Bundle referrers from the referrers API, else from the fallback index at tag ``sha256-<hex>``."""
+        """Signature referrers from the referrers API, else from the fallback index at tag ``sha256-<hex>``."""
         try:
-            listed = self.client.referrers(self.repository, self.subject, artifact_type=BUNDLE_ARTIFACT_TYPE)
+            # Unfiltered: Sigstore bundles and Notation signatures both count, and a registry may not filter.
+            listed = self.client.referrers(self.repository, self.subject)
         except (IntegrityError, RegistryProtocolError) as exc:
             self.note("referrers API", f"unusable answer: {exc}")
             listed = None
@@ -337,15 +364,15 @@ class _Search:
                 continue
             _, digest, _, _ = described
             artifact_type = entry.get("artifactType")
-            if artifact_type is not None and artifact_type != BUNDLE_ARTIFACT_TYPE:
-                continue  # other referrers (SBOMs, notation signatures) are not Sigstore bundles; not an error
+            if artifact_type is not None and artifact_type not in SIGNATURE_ARTIFACT_TYPES:
+                continue  # other referrers (SBOMs, scan reports) are not signatures; not an error
             if digest in seen:
                 continue
             seen.add(digest)
-            self.bundle_referrer(digest, via)
+            self.referrer(digest, via)
 
-    def bundle_referrer(self, digest: Digest, via: str) -> None:
-        """One referrer manifest: a Sigstore bundle about ``subject``, else a note."""
+    def referrer(self, digest: Digest, via: str) -> None:
+        """One referrer manifest: a Sigstore bundle or a Notation signature about ``subject``, else a note."""
         where = f"referrer {digest}"
         loaded = self._manifest(digest, where, missing=f"listed by the {via} but missing")
         if loaded is None:
@@ -356,8 +383,8 @@ class _Search:
             return
         config = manifest.get("config")
         artifact_type = manifest.get("artifactType") or (config.get("mediaType") if isinstance(config, dict) else None)
-        if artifact_type != BUNDLE_ARTIFACT_TYPE:
-            self.note(where, f"artifactType is {_short(artifact_type)}, not a Sigstore bundle")
+        if artifact_type not in SIGNATURE_ARTIFACT_TYPES:
+            self.note(where, f"artifactType is {_short(artifact_type)}, not a Sigstore bundle or Notation signature")
             return
         named = manifest.get("subject")
         named_digest = named.get("digest") if isinstance(named, dict) else None
@@ -365,20 +392,32 @@ class _Search:
             self.note(where, f"ignored: its subject is {_short(named_digest)}, not {self.subject}")
             return
         layers = manifest.get("layers")
+        what = "bundle" if artifact_type == BUNDLE_ARTIFACT_TYPE else "Notation signature"
         if not isinstance(layers, list) or len(layers) != 1:
-            self.note(where, "a bundle referrer must have exactly one layer")
+            self.note(where, f"a {what} referrer must have exactly one layer")
             return
-        layer = self._layer(layers[0], BUNDLE_ARTIFACT_TYPE, MAX_BUNDLE_BYTES, where, f"{where} layer 0")
-        if layer is None:
-            return
-        layer_digest, _, bundle = layer
         annotations = manifest.get("annotations")
         clean = (
             {k: v for k, v in annotations.items() if isinstance(k, str) and isinstance(v, str)}
             if isinstance(annotations, dict)
             else {}
         )
-        self.bundles.append(BundleReferrer(manifest_digest, via, BUNDLE_ARTIFACT_TYPE, layer_digest, clean, bundle))
+        if artifact_type == BUNDLE_ARTIFACT_TYPE:
+            layer = self._layer(layers[0], BUNDLE_ARTIFACT_TYPE, MAX_BUNDLE_BYTES, where, f"{where} layer 0")
+            if layer is None:
+                return
+            layer_digest, _, bundle = layer
+            self.bundles.append(BundleReferrer(manifest_digest, via, BUNDLE_ARTIFACT_TYPE, layer_digest, clean, bundle))
+            return
+        envelope_type = layers[0].get("mediaType") if isinstance(layers[0], dict) else None
+        if envelope_type not in NOTATION_ENVELOPE_TYPES:
+            self.note(f"{where} layer 0", f"media type {_short(envelope_type)}, expected {JWS_MEDIA_TYPE}")
+            return
+        layer = self._layer(layers[0], str(envelope_type), MAX_NOTATION_BYTES, where, f"{where} layer 0")
+        if layer is None:
+            return
+        layer_digest, _, envelope = layer
+        self.notations.append(NotationReferrer(manifest_digest, via, str(envelope_type), layer_digest, clean, envelope))
 
 
 def _short(value: Any) -> str:

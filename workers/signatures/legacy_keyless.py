@@ -26,8 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from workers.domain import Descriptor, Digest
 from workers.errors import SignatureError
@@ -44,6 +43,7 @@ from workers.signatures.model import SignatureCheck, SignatureFormat, SignatureK
 from workers.signatures.rekor import RekorEntry, verify_logged_envelope, verify_logged_signature
 from workers.signatures.simplesigning import SIMPLE_SIGNING_MEDIA_TYPE, bind_payload
 from workers.signatures.trustroot import CertificateAuthority, TrustRoot
+from workers.signatures.x509path import MAX_CHAIN_CERTIFICATES, build_path, leaf_problem
 
 __all__ = [
     "CERTIFICATE_ANNOTATION",
@@ -57,8 +57,6 @@ __all__ = [
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
 MAX_PEM_BYTES = 64 * 1024
-MAX_CHAIN_CERTIFICATES = 8
-MAX_PATH_LENGTH = 4  # intermediates between leaf and root; Fulcio has one
 
 
 def _load_pem_certificates(text: object, what: str) -> list[x509.Certificate]:
@@ -78,96 +76,6 @@ def _load_pem_certificates(text: object, what: str) -> list[x509.Certificate]:
     return certs
 
 
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        # ValueError: names differ or bad signature parameters; TypeError: a key type that cannot sign.
-        return False
-    return True
-
-
-def _valid_at(cert: x509.Certificate, when: datetime) -> bool:
-    return cert.not_valid_before_utc <= when <= cert.not_valid_after_utc
-
-
-def _name(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string() or "(empty subject)"
-
-
-def _ca_problem(cert: x509.Certificate, when: datetime, below: int) -> str | None:
-    """Why ``cert`` cannot issue a certificate with ``below`` intermediates under it at ``when``, or None."""
-    if not _valid_at(cert, when):
-        return (
-            f"CA certificate {_name(cert)} was not valid at the integrated time {when.isoformat()}"
-            f" (valid {cert.not_valid_before_utc.isoformat()} to {cert.not_valid_after_utc.isoformat()})"
-        )
-    try:
-        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        return f"certificate {_name(cert)} is not a CA (no basic constraints)"
-    if not constraints.ca:
-        return f"certificate {_name(cert)} is not a CA"
-    if constraints.path_length is not None and below > constraints.path_length:
-        return f"CA certificate {_name(cert)} path length {constraints.path_length} is exceeded"
-    try:
-        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return None
-    return None if usage.key_cert_sign else f"CA certificate {_name(cert)} may not sign certificates"
-
-
-def _leaf_problem(leaf: x509.Certificate, when: datetime) -> str | None:
-    if not _valid_at(leaf, when):
-        return (
-            f"certificate was not valid at the integrated time {when.isoformat()}"
-            f" (valid {leaf.not_valid_before_utc.isoformat()} to {leaf.not_valid_after_utc.isoformat()})"
-        )
-    try:
-        usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
-        purposes = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        return "certificate lacks key usage or extended key usage"
-    if not usage.digital_signature:
-        return "certificate key usage lacks digitalSignature"
-    if ExtendedKeyUsageOID.CODE_SIGNING not in purposes:
-        return "certificate extended key usage lacks codeSigning"
-    try:
-        if leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
-            return "certificate is a CA certificate, not a signing certificate"
-    except x509.ExtensionNotFound:
-        pass
-    return None
-
-
-def _build_path(
-    cert: x509.Certificate,
-    *,
-    candidates: Sequence[x509.Certificate],
-    anchors: Sequence[x509.Certificate],
-    when: datetime,
-    path: list[x509.Certificate],
-    problems: list[str],
-) -> list[x509.Certificate] | None:
-    """Depth-first search for issuers up to a self-signed anchor; ``problems`` collects why branches failed."""
-    for issuer in candidates:
-        if issuer in path or issuer.subject != cert.issuer or not _signed_by(cert, issuer):
-            continue
-        problem = _ca_problem(issuer, when, len(path) - 1)
-        if problem is not None:
-            problems.append(problem)
-            continue
-        if issuer in anchors and issuer.subject == issuer.issuer and _signed_by(issuer, issuer):
-            return [*path, issuer]
-        if len(path) <= MAX_PATH_LENGTH:
-            found = _build_path(
-                issuer, candidates=candidates, anchors=anchors, when=when, path=[*path, issuer], problems=problems
-            )
-            if found is not None:
-                return found
-    return None
-
-
 def verify_chain(
     leaf: x509.Certificate,
     untrusted: Sequence[x509.Certificate],
@@ -175,7 +83,7 @@ def verify_chain(
     when: datetime,
 ) -> CertificateAuthority:
     """Check ``leaf`` at ``when`` and find a path to a Fulcio CA of ``trust_root`` valid then; return that CA."""
-    problem = _leaf_problem(leaf, when)
+    problem = leaf_problem(leaf, when)
     if problem is not None:
         raise SignatureError(problem)
     authorities = trust_root.authorities_at(when)
@@ -186,7 +94,7 @@ def verify_chain(
         # The trusted root's chain is trusted; the annotation's certificates may only fill in intermediates.
         candidates = [*authority.certificates, *untrusted[:MAX_CHAIN_CERTIFICATES]]
         anchors = [c for c in authority.certificates if c.subject == c.issuer]
-        if _build_path(leaf, candidates=candidates, anchors=anchors, when=when, path=[leaf], problems=problems):
+        if build_path(leaf, candidates=candidates, anchors=anchors, when=when, path=[leaf], problems=problems):
             return authority
     if problems:
         raise SignatureError(problems[0])

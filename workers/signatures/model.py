@@ -25,6 +25,7 @@ class SignatureFormat(StrEnum):
 
     LEGACY_TAG = "legacy-tag"  # <repo>:sha256-<hex>.sig / .att
     BUNDLE_REFERRER = "bundle-referrer"  # OCI 1.1 referrer (referrers API or the sha256-<hex> fallback index)
+    NOTATION_REFERRER = "notation-referrer"  # a Notation signature referrer (API or the fallback index)
 
 
 @dataclass(frozen=True)

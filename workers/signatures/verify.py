@@ -1,6 +1,6 @@
 """Verify everything that signs or attests one image digest against a repository's trust policy.
 
-:func:`verify_image` discovers the image's legacy ``.sig``/``.att`` tags and Sigstore bundle referrers
+:func:`verify_image` discovers the image's legacy ``.sig``/``.att`` tags, Sigstore bundle and Notation referrers
 (:mod:`workers.signatures.discovery`) and checks each one:
 
 - a ``.sig`` layer with a certificate annotation is keyless: verified offline against the trusted root
@@ -9,7 +9,9 @@
 - a ``.att`` layer is a DSSE envelope verified with the configured keys, or, when it carries a certificate,
   offline like a keyless ``.sig`` (its SET covers a ``dsse`` or ``intoto`` entry) and then the identities;
 - a bundle referrer is verified with sigstore-python once per configured identity, the first that
-  accepts it wins (keyed bundles are not supported by sigstore and fail with its reason).
+  accepts it wins (keyed bundles are not supported by sigstore and fail with its reason);
+- a Notation referrer (JWS) is verified against the policy's Notation trust store and identities
+  (:mod:`notation`).
 
 Bad signatures never raise: each becomes a :class:`SignatureCheck` saying why it failed. Only the
 registry can make this raise (unreachable: transient, so the job retries rather than record "unsigned").
@@ -20,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,7 +30,14 @@ from workers.domain import Descriptor, Digest
 from workers.policy import SIGNATURE_KINDS, TrustPolicy
 from workers.registry import RegistryClient
 from workers.signatures.bundles import BundleVerifier
-from workers.signatures.discovery import BundleReferrer, Discovered, DiscoveryNote, LegacyLayer, discover
+from workers.signatures.discovery import (
+    BundleReferrer,
+    Discovered,
+    DiscoveryNote,
+    LegacyLayer,
+    NotationReferrer,
+    discover,
+)
 from workers.signatures.identity import CertificateIdentity, IdentityPolicy
 from workers.signatures.keyed import verify_attestation_layer, verify_signature_layer
 from workers.signatures.legacy_keyless import (
@@ -36,6 +46,7 @@ from workers.signatures.legacy_keyless import (
     verify_keyless_layer,
 )
 from workers.signatures.model import SignatureCheck, SignatureFormat, SignatureKind
+from workers.signatures.notation import NotationTrust, verify_notation_envelope
 from workers.signatures.trustroot import TrustRoot, load_trust_root, production_trust_root
 
 log = logging.getLogger(__name__)
@@ -167,13 +178,26 @@ def check_bundle(bundle: BundleReferrer, subject: Digest, trust: TrustPolicy, ro
     return first
 
 
-def verify_discovered(found: Discovered, trust: TrustPolicy) -> SignatureReport:
-    """Check everything ``discover`` found; no registry access (used by :func:`verify_image` and tests)."""
+def check_notation(referrer: NotationReferrer, subject: Digest, trust: TrustPolicy, now: datetime) -> SignatureCheck:
+    """One Notation referrer, against the policy's Notation trust store and identities."""
+    notation = trust.notation or NotationTrust((), (), "no notation trust store")
+    return verify_notation_envelope(
+        referrer.media_type, referrer.envelope, subject, notation, now=now, source=referrer.source
+    )
+
+
+def verify_discovered(found: Discovered, trust: TrustPolicy, *, now: datetime | None = None) -> SignatureReport:
+    """Check everything ``discover`` found; no registry access (used by :func:`verify_image` and tests).
+
+    ``now`` is when Notation certificate chains are checked (they have no authentic signing time).
+    """
     roots = _roots(trust.trusted_root)
     subject = found.subject
     checks = [check_signature(layer, subject, trust, roots) for layer in found.signatures]
     checks += [check_attestation(layer, subject, trust, roots) for layer in found.attestations]
     checks += [check_bundle(bundle, subject, trust, roots) for bundle in found.bundles]
+    moment = now or datetime.now(UTC)
+    checks += [check_notation(referrer, subject, trust, moment) for referrer in found.notations]
     return SignatureReport(subject=subject, checks=tuple(checks), notes=found.notes)
 
 
