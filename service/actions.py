@@ -60,6 +60,7 @@ class Field:
     max_length: int = 1000
     low: int = 0
     high: int = 2**31
+    strip: bool = True  # surrounding white space is noise in a reason, but content in a policy text
 
 
 REASON = Field(str, required=True, max_length=MAX_REASON)
@@ -139,8 +140,9 @@ def _check_field(name: str, field: Field, value: Any, *, from_form: bool) -> Any
     if field.kind is str:
         if not isinstance(value, str):
             raise InputError(400, "bad request", f"{name} must be a string")
-        value = value.strip()
-        if field.required and not value:
+        if field.strip:
+            value = value.strip()
+        if field.required and not value.strip():
             raise InputError(400, "bad request", f"{name} must not be blank")
         if len(value) > field.max_length:
             raise InputError(400, "bad request", f"{name} is longer than {field.max_length} characters")
@@ -370,7 +372,7 @@ def set_policy() -> Any:
     from workers import policy_versions
 
     body = read_body(
-        {"text": Field(str, required=True, max_length=MAX_POLICY_BYTES), "reason": REASON}, MAX_POLICY_BODY
+        {"text": Field(str, required=True, max_length=MAX_POLICY_BYTES, strip=False), "reason": REASON}, MAX_POLICY_BODY
     )
     settings, store = _settings(), _store()
     try:
