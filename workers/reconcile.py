@@ -207,18 +207,23 @@ def decision_sweep(settings: Settings, store: Store, conn: redis.Redis) -> dict[
     """The safety net of time- and change-driven re-decisions, run on every pass.
 
     Waivers that expired are audited once and their images decided again, even when the job scheduled at
-    the expiry was lost; a policy version whose re-decisions were never queued (an edited policy file, a
-    caller that did not queue them) gets them. A failure is reported, never raised: the registry pass
-    already happened and the next pass tries again.
+    the expiry was lost; waivers created or revoked since the last pass have their re-decisions queued (in
+    case Redis was down when the API tried); a policy version whose re-decisions were never queued (an
+    edited policy file, a caller that did not queue them) gets them. A failure is reported, never raised:
+    the registry pass already happened and the next pass tries again.
     """
     from workers.policy_versions import schedule_policy_redecisions
-    from workers.waivers import expire_due_waivers
+    from workers.waivers import expire_due_waivers, redecide_changed_waivers
 
-    out: dict[str, Any] = {"waivers_expired": [], "policy_redecisions": 0, "sweep_errors": []}
+    out: dict[str, Any] = {"waivers_expired": [], "waivers_changed": 0, "policy_redecisions": 0, "sweep_errors": []}
     try:
         out["waivers_expired"] = [w.id for w in expire_due_waivers(settings, store, conn)]
     except (TollgateError, redis.RedisError) as exc:
         out["sweep_errors"].append(f"waiver expiry: {_describe(exc)}")
+    try:
+        out["waivers_changed"] = redecide_changed_waivers(settings, store, conn)
+    except (TollgateError, redis.RedisError) as exc:
+        out["sweep_errors"].append(f"waiver changes: {_describe(exc)}")
     try:
         out["policy_redecisions"] = schedule_policy_redecisions(settings, store, conn)
     except (TollgateError, redis.RedisError) as exc:

@@ -517,6 +517,41 @@ def expire_due_waivers(
     return expired
 
 
+FIRST_SWEEP_LOOKBACK = timedelta(days=1)
+
+
+def _swept_key(settings: Settings) -> str:
+    return f"{settings.queue_prefix}:waivers:swept"
+
+
+def redecide_changed_waivers(settings: Settings, store: Store, conn: redis.Redis) -> int:
+    """Queue the re-decisions of every waiver created or revoked since the last call (the periodic safety net).
+
+    The API queues them when it creates or revokes a waiver; when Redis was down at that moment, this pass
+    (run by every reconciler pass) catches up. Re-decisions are keyed by their cause, so one already queued
+    is not queued twice. The first pass ever looks back a day. Returns how many waivers it handled.
+    """
+    started = store.now()
+    raw = conn.get(_swept_key(settings))
+    since = started - FIRST_SWEEP_LOOKBACK
+    if raw is not None:
+        try:
+            since = datetime.fromisoformat(raw if isinstance(raw, str) else raw.decode())
+        except ValueError:
+            log.warning("waiver sweep mark %r is not a time; looking back a day", raw[:40])
+    with store.reading() as session:
+        rows = session.execute(
+            sa.select(waivers)
+            .where(sa.or_(waivers.c.created_at >= since, waivers.c.revoked_at >= since))
+            .order_by(waivers.c.id)
+        ).all()
+    for row in rows:
+        schedule_redecisions(settings, store, conn, _from_row(row))
+    # The mark is the time before the query: a waiver made while this ran is looked at again next time.
+    conn.set(_swept_key(settings), started.isoformat())
+    return len(rows)
+
+
 def expiry_sweep_job() -> dict[str, Any]:
     """rq entry point (scheduled at a waiver's expiry): run :func:`expire_due_waivers` now."""
     from workers.jobs import _settings, _store

@@ -19,6 +19,7 @@ from workers.domain import Actor, ActorKind, Finding, Role, Verdict
 from workers.errors import ActionRefused
 from workers.policy import decide
 from workers.queue import RESCAN_QUEUE, redecision_job_id, waiver_expiry_job_id
+from workers.reconcile import decision_sweep
 from workers.settings import Settings
 from workers.store import Store
 from workers.waivers import (
@@ -383,3 +384,39 @@ def test_expiry_is_audited_once_and_re_decides_the_images(
     assert event.details["images"] == 1 and event.details["state"] == "expired"
     assert _queued(conn) == [redecision_job_id(REPO, digest, f"waiver-{waiver.id}-expired")]
     assert active_waivers(store, clock.moment) == [kept]
+
+
+def test_the_reconciler_pass_catches_up_on_changes_and_expiries(
+    store: Store, clock: FakeClock, settings: Settings, conn: redis.Redis
+) -> None:
+    digest = digest_of("hit")
+    store.save_report(make_report(REPO, digest, findings=[_bare()]))
+    waiver = _waiver(store, expires_at=START + timedelta(days=1))  # as if Redis was down when the API tried
+    first = decision_sweep(settings, store, conn)
+    assert first == {"waivers_expired": [], "waivers_changed": 1, "policy_redecisions": 0, "sweep_errors": []}
+    created = redecision_job_id(REPO, digest, f"waiver-{waiver.id}-created")
+    assert _queued(conn) == [created]
+    clock.advance(minutes=5)
+    # Made at the instant the last pass started: looked at once more (it might have come after the query) …
+    assert decision_sweep(settings, store, conn)["waivers_changed"] == 1
+    assert _queued(conn) == [created]  # … which queues nothing twice
+    clock.advance(minutes=5)
+    assert decision_sweep(settings, store, conn)["waivers_changed"] == 0
+    clock.advance(days=1)
+    assert decision_sweep(settings, store, conn)["waivers_expired"] == [waiver.id]
+    assert _queued(conn) == [created, redecision_job_id(REPO, digest, f"waiver-{waiver.id}-expired")]
+
+
+def test_the_reconciler_pass_reports_a_redis_outage(store: Store, clock: FakeClock, database_url: str) -> None:
+    from tests.support.receiver import closed_port
+
+    down = Settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0", database_url=database_url)
+    store.save_report(make_report(REPO, digest_of("hit"), findings=[_bare()]))
+    waiver = _waiver(store, expires_at=START + timedelta(hours=1))
+    clock.advance(hours=2)
+    conn = redis.Redis.from_url(down.redis_url, socket_connect_timeout=1)
+    out = decision_sweep(down, store, conn)
+    assert out["waivers_expired"] == [] and len(out["sweep_errors"]) == 2
+    assert out["sweep_errors"][0].startswith("waiver expiry: QueueUnavailable: could not enqueue the re-decision")
+    assert audit.events(store, action="waiver.expire") == []  # left for the next pass, not half-done
+    assert get_waiver(store, waiver.id) == waiver
