@@ -1,4 +1,4 @@
-"""The read API under ``/api/v1``: image records by digest or tag, image lists, and health; JSON only."""
+"""The read API under ``/api/v1``: image records by digest or tag, image lists, health and the public key."""
 
 from __future__ import annotations
 
@@ -159,6 +159,24 @@ def health() -> Any:
         body = {"status": "unavailable", "error": "database unavailable", "reason": exc.diagnostics()}
         return jsonify(body), 503
     return jsonify({"status": "ok", "database": "ok"})
+
+
+@api_bp.get("/keys")
+def signing_keys() -> Any:
+    """Tollgate's public key (PEM) that verifies its verdict attestations; generated with the key on first use."""
+    from workers.errors import ConfigError
+    from workers.provenance.keys import load_or_create_signing_key
+
+    # service.webhook.SETTINGS_EXTENSION; importing it here would be circular (webhook imports this module).
+    settings = current_app.extensions["tollgate.settings"]
+    try:
+        key = load_or_create_signing_key(settings.signing_key)
+    except ConfigError as exc:
+        log.warning("signing key unavailable: %s", exc.diagnostics())
+        return api_error(503, "signing key unavailable", exc.diagnostics())
+    response = Response(key.public_pem, mimetype="application/x-pem-file")
+    response.headers["X-Tollgate-Key-Id"] = key.key_id
+    return response
 
 
 @api_bp.route("/<path:unknown>", methods=["GET", "HEAD"])

@@ -45,7 +45,8 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SESSION_COOKIE = "tollgate_session"
 DEFAULT_MAX_BODY = 64 * 1024  # a reason and a few fields; the policy route allows more
-PUBLIC_API_PATHS = frozenset({"/api/v1/health"})  # load balancers probe it without credentials
+# Load balancers probe health without credentials; verifiers fetch the public key that checks verdicts.
+PUBLIC_API_PATHS = frozenset({"/api/v1/health", "/api/v1/keys"})
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _G_KEY = "tollgate_credential"
 

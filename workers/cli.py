@@ -1,4 +1,4 @@
-"""The ``tollgate`` command line: scan, verify, serve, worker, migrate, reconcile, token, user, audit."""
+"""The ``tollgate`` command line: scan, verify, attestation, serve, worker, migrate, reconcile, token, user, audit."""
 
 from __future__ import annotations
 
@@ -152,6 +152,52 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if not report.checks:
             print("  no signatures or attestations found")
     return EXIT_ALLOWED if report.satisfied else EXIT_BLOCKED
+
+
+def cmd_attestation_verify(args: argparse.Namespace) -> int:
+    """Fetch Tollgate's verdict attestation of one registry image and verify it with a public key."""
+    from workers.provenance.keys import load_signing_key
+    from workers.provenance.verify import verify_verdict
+    from workers.signatures.keys import load_public_key, load_public_key_file
+    from workers.sources import RegistrySource, open_source
+
+    settings = _settings()
+    if args.ref.startswith(("oci:", "docker-archive:")):
+        _print_error(args, f"{args.ref}: verdict attestations live in a registry; local sources carry none")
+        return EXIT_ERROR
+    try:
+        if args.key:
+            keys = [load_public_key_file(path) for path in args.key]
+        else:  # this Tollgate's own key (what GET /api/v1/keys serves)
+            keys = [load_public_key(load_signing_key(settings.signing_key).public_pem, "tollgate")]
+        source, reference = open_source(args.ref, settings)
+        assert isinstance(source, RegistrySource)
+        try:
+            digest = source.get_manifest(reference).digest
+            result = verify_verdict(source.client, source.repository, digest, keys)
+        finally:
+            source.close()
+    except TollgateError as exc:
+        _print_error(args, f"{args.ref}: {exc.diagnostics()}")
+        return EXIT_ERROR
+    if args.format == "json":
+        document = {
+            "reference": args.ref,
+            "repository": source.repository,
+            "digest": digest,
+            "verified": result.verified,
+            "checks": [check.to_json() for check in result.checks],
+        }
+        json.dump(document, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"{source.repository}@{digest}: verdict attestation {'verified' if result.verified else 'NOT verified'}")
+        for check in result.checks:
+            print(f"  {'ok  ' if check.verified else 'FAIL'} {check.source}")
+            print(f"       {check.reason}")
+        if not result.checks:
+            print("  no Tollgate verdict attestation found")
+    return EXIT_ALLOWED if result.verified else EXIT_BLOCKED
 
 
 def _print_error(args: argparse.Namespace, message: str) -> None:
@@ -309,6 +355,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--format", choices=["text", "json"], default="text")
     verify.set_defaults(func=cmd_verify)
+
+    attestation = sub.add_parser("attestation", help="Tollgate's signed verdict attestations")
+    attestation_sub = attestation.add_subparsers(dest="attestation_command", required=True)
+    att_verify = attestation_sub.add_parser(
+        "verify", help="verify an image's Tollgate verdict attestation (exit 0 verified, 1 not verified, 2 error)"
+    )
+    att_verify.add_argument("ref", help="host:port/repo:tag or repo[:tag|@sha256:…] in TOLLGATE_REGISTRY_URL")
+    att_verify.add_argument(
+        "--key", action="append", type=Path, metavar="PEM", help="public key (default: TOLLGATE_SIGNING_KEY's)"
+    )
+    att_verify.add_argument("--format", choices=["text", "json"], default="text")
+    att_verify.set_defaults(func=cmd_attestation_verify)
 
     serve = sub.add_parser("serve", help="serve the webhook, API and pages")
     serve.add_argument("--addr", help="host:port (default TOLLGATE_HTTP_ADDR)")

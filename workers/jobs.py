@@ -24,6 +24,7 @@ from workers.layerscan import StoredLayerCache
 from workers.notify import notify
 from workers.pipeline import NotAnImage, Vetter, decide_with_signatures, load_scanners
 from workers.policy_versions import effective_policy
+from workers.provenance.attest import publish_decision
 from workers.quarantine.jobs import enforce_decision
 from workers.queue import enqueue_subject_lookup, redis_connection, schedule_recheck
 from workers.registry import RegistryClient
@@ -241,6 +242,9 @@ def finish_decision(
         )
     # Act in the registry: quarantine, or release an automatic hold the decision no longer supports.
     enforce_decision(settings, store, repository, digest, action)
+    # Publish provenance and the signed verdict next to the image (a fresh scan always, a re-evaluation only
+    # when the verdict changed); a registry that refuses is recorded on the image, never a failed job.
+    publication = publish_decision(settings, store, repository, digest, previous=previous)
     if status is not None and status.state is SignatureState.GRACE and status.grace_until is not None:
         schedule_recheck(redis_connection(settings), repository, digest, status.grace_until, settings=settings)
     return {
@@ -248,6 +252,7 @@ def finish_decision(
         "verdict": verdict.value,
         "action": action.value,
         "signatures": status.to_json() if status is not None else None,
+        "publication": publication,
     }
 
 

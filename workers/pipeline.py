@@ -14,7 +14,9 @@ Stages, in order (ARCHITECTURE.md §1):
   6. decide: waivers mark the findings they cover (shown, not counted), then findings → verdict → action,
      at least the trust policy's ``unsigned`` action when it requires a signature, none verified and the
      grace period is over.
-Quarantine and publishing plug in after stage 6 in later issues.
+  7. provenance (workers/provenance/): digests, layers, history, labels and build attestations on the record;
+     a max-mode Dockerfile that does not match the history is a finding, decided with the others.
+Quarantine and publishing (the signed verdict attestation) run after the decision is stored (workers/jobs.py).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from workers.oci import (
     parse_manifest,
 )
 from workers.policy import Decision, Policy, decide, judge_signatures
+from workers.provenance.collect import collect_provenance
 from workers.registry import RegistryClient
 from workers.scanners.base import ConfigContext, ConfigScanner, FileScanner
 from workers.scanners.names import NameScanner
@@ -272,6 +275,17 @@ class Vetter:
             pushed_at=pushed_at or now,
             now=now,
         )
+        # 7. provenance, with the verified attestations: a Dockerfile that does not build this history is a
+        # finding, decided (and waivable) with the others.
+        self.progress("provenance")
+        scanned = [(p.platform, p.manifest_digest) for p in platforms]
+        provenance = collect_provenance(source, fetched.digest, parsed, scanned, checks)
+        if provenance.findings:
+            extra = provenance.findings
+            if self.waive is not None:
+                extra = self.waive(extra, source.repository, fetched.digest)
+            findings = findings + tuple(extra)
+            decision = decide(findings, source.repository, self.policy, signatures=decision.signatures)
         self.progress("decide")
         return ScanReport(
             repository=source.repository,
@@ -284,6 +298,7 @@ class Vetter:
             platforms=tuple(platforms),
             errors=errors,
             explanation=decision.explanation,
+            provenance=provenance.record,
             signatures=checks,
             signature_status=decision.signatures,
         )

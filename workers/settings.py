@@ -100,6 +100,9 @@ class Settings:
     notify_timeout: float = 5.0  # seconds, connect and read, per delivery attempt
     notify_retries: int = 5  # further attempts after a 5xx, 429, timeout or refused connection
     notify_backoff: int = 10  # seconds before the first retry; doubled for each further one (at most 1 h)
+    # Tollgate's ECDSA P-256 key for the signed verdict attestation (PEM, 0600); generated on first use.
+    signing_key: Path = field(default_factory=lambda: PROJECT_ROOT / "var" / "tollgate-signing-key.pem")
+    publish_attestations: bool = True  # push provenance and the signed verdict to the registry as referrers
     limits: UnpackLimits = field(default_factory=UnpackLimits)
 
     @classmethod
@@ -138,6 +141,8 @@ class Settings:
             raise ConfigError(f"TOLLGATE_HTTP_ADDR must be host:port: {self.http_addr!r}")
         if self.quarantine_repo and not self.quarantine_repo.endswith("/"):
             raise ConfigError("TOLLGATE_QUARANTINE_REPO must be a prefix ending in '/', e.g. 'quarantine/'")
+        if not isinstance(self.signing_key, Path) or not str(self.signing_key):
+            raise ConfigError("TOLLGATE_SIGNING_KEY must be the path of Tollgate's signing key (PEM)")
         if self.job_timeout <= 0 or self.job_retries < 0:
             raise ConfigError("TOLLGATE_JOB_TIMEOUT must be > 0 and TOLLGATE_JOB_RETRIES >= 0")
         if not 1 <= self.waiver_max_days <= 3650:
@@ -171,8 +176,13 @@ _INT_FIELDS = {
     "session_lifetime",
 }
 _FLOAT_FIELDS = {"registry_timeout", "notify_timeout"}
-_BOOL_FIELDS = {"registry_use_docker_config", "webhook_allow_unauthenticated", "anonymous_read"}
-_PATH_FIELDS = {"rules_dir", "policy_file"}
+_BOOL_FIELDS = {
+    "registry_use_docker_config",
+    "webhook_allow_unauthenticated",
+    "anonymous_read",
+    "publish_attestations",
+}
+_PATH_FIELDS = {"rules_dir", "policy_file", "signing_key"}
 _LIST_FIELDS = {"protected_names", "trusted_namespaces", "notify_urls", "notify_events", "auth_trusted_proxies"}
 
 

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from workers.domain import Digest, parse_digest
 from workers.errors import IntegrityError, NotFound, RegistryProtocolError, UnsupportedMediaType
+from workers.provenance.publish import artifact_type_of, is_tollgate_artifact
 from workers.queue import enqueue_reevaluation, redis_connection
 from workers.registry import FetchedManifest, RegistryClient
 from workers.settings import Settings
@@ -48,6 +49,9 @@ def lookup_subject(client: ManifestReader, repository: str, artifact: Digest) ->
     subject = subject_of_manifest(fetched.raw)
     if subject is None:
         return SubjectLookup(None, "the manifest has no subject")
+    if is_tollgate_artifact(artifact_type_of(fetched.raw)):
+        # Tollgate's own verdict or provenance, pushed after a decision: re-evaluating would publish again.
+        return SubjectLookup(None, "the manifest is Tollgate's own attestation")
     if subject == artifact:
         # Only possible for a forged digest, which the client refuses; kept so no job can ever requeue itself.
         return SubjectLookup(None, "the manifest names itself as its subject")

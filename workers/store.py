@@ -846,6 +846,20 @@ class Store:
                 row.quarantined = quarantined
                 row.updated_at = self.now()
 
+    def set_publication(self, repository: str, digest: Digest, publication: Mapping[str, Any]) -> None:
+        """Record on the provenance what publishing the attestations did (``provenance.publication``)."""
+        _check_name(repository, digest)
+        with self.transaction() as session:
+            row = session.scalars(
+                sa.select(ImageRow)
+                .where(ImageRow.repository == repository, ImageRow.digest == digest)
+                .with_for_update()
+            ).one_or_none()
+            if row is None:
+                return
+            # A new dict: SQLAlchemy sees a JSON column change only when the value is replaced.
+            row.provenance = clean_json({**dict(row.provenance or {}), "publication": dict(publication)})
+
     def _replace_findings(self, session: Session, image_id: int, new: Iterable[Finding]) -> None:
         session.execute(sa.delete(findings).where(findings.c.image_id == image_id))
         rows = [_finding_row(image_id, ordinal, finding) for ordinal, finding in enumerate(new)]

@@ -89,7 +89,10 @@ def make_report(
         platforms=(platform,),
         errors=tuple(errors),
         explanation="a miner configuration in the final filesystem",
-        provenance={"builder": "buildkit", "source": "https://example.test/repo"},
+        provenance={
+            "builder": "https://example.test/buildkit",
+            "source": {"repository": "https://example.test/repo", "commit": "4b22" * 10, "from": "config label"},
+        },
     )
 
 

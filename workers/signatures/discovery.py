@@ -29,6 +29,7 @@ from typing import Any
 from workers.domain import Digest, MediaType, parse_digest
 from workers.errors import IntegrityError, NotFound, RegistryProtocolError, UnsupportedMediaType
 from workers.oci import MAX_MANIFEST_BYTES
+from workers.provenance.publish import is_tollgate_layer
 from workers.registry import RegistryClient
 from workers.signatures.keyed import DSSE_MEDIA_TYPE
 from workers.signatures.model import printable
@@ -320,6 +321,9 @@ class _Search:
         if len(layers) > MAX_SIGNATURE_LAYERS:
             self.note(tag, f"{len(layers)} layers; only the first {MAX_SIGNATURE_LAYERS} are read")
         for index, value in enumerate(layers[:MAX_SIGNATURE_LAYERS]):
+            annotations = value.get("annotations") if isinstance(value, dict) else None
+            if isinstance(annotations, dict) and is_tollgate_layer(annotations):
+                continue  # Tollgate's own verdict: about the image, not a signature of it (and never trusted)
             where = f"{tag} layer {index}"
             layer = self._layer(value, media_type, cap, where, where)
             if layer is not None:
