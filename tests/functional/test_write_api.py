@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 from flask import Flask
 from flask.testing import FlaskClient
 from rq import Queue
@@ -511,3 +512,45 @@ def test_the_audit_page_needs_a_viewer(world: World) -> None:
     login(client, "vera")
     page = client.get("/audit")
     assert page.status_code == 200 and b"waiver.create" in page.data
+
+
+# -- the OpenAPI contract ----------------------------------------------------------------------------------------
+
+
+def test_every_write_route_is_documented_and_answers_validate(world: World) -> None:
+    import re
+
+    from tests.unit.test_openapi import OPENAPI_PATH, validator_for
+
+    document = yaml.safe_load(OPENAPI_PATH.read_text())
+    served = set()
+    for rule in world.app.url_map.iter_rules():
+        if rule.endpoint.startswith("actions."):
+            path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+            served |= {(path, m.lower()) for m in rule.methods or () if m not in {"HEAD", "OPTIONS"}}
+    documented = {(path, method) for path, item in document["paths"].items() for method in item}
+    assert served and served <= documented, served - documented
+
+    security = bearer(token(world.store, Role.SECURITY))
+    client = world.client()
+    answers = {
+        "RescanTicket": client.post(
+            f"/api/v1/images/{REPO}@{DIGEST}/rescan", json={"reason": REASON}, headers=security
+        ),
+        "MoveTicket": client.post(
+            f"/api/v1/images/{REPO}@{DIGEST}/quarantine", json={"reason": REASON}, headers=security
+        ),
+        "WaiverResult": client.post("/api/v1/waivers", json=ROUTES[3].body, headers=security),
+        "AuditPage": client.get("/api/v1/audit", headers=security),
+        "Error": client.post(f"/api/v1/images/{REPO}@{DIGEST}/rescan", json={}, headers=security),
+    }
+    for schema, response in answers.items():
+        assert response.status_code < 500, response.get_data(as_text=True)
+        validator_for(document, schema).validate(response.get_json())
+    for waiver in client.get("/api/v1/waivers").get_json()["waivers"]:
+        validator_for(document, "Waiver").validate(waiver)
+    client.post("/api/v1/policy", json={"text": POLICY, "reason": REASON}, headers=security)
+    validator_for(document, "PolicyVersion").validate(client.get("/api/v1/policy").get_json()["policy"])
+    bad = validator_for(document, "AuditEvent")
+    event = client.get("/api/v1/audit", headers=security).get_json()["events"][0]
+    assert not bad.is_valid({**event, "surprise": 1}) and not bad.is_valid({**event, "hash": "x"})
