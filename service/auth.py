@@ -47,6 +47,8 @@ SESSION_COOKIE = "tollgate_session"
 DEFAULT_MAX_BODY = 64 * 1024  # a reason and a few fields; the policy route allows more
 # Load balancers probe health without credentials; verifiers fetch the public key that checks verdicts.
 PUBLIC_API_PATHS = frozenset({"/api/v1/health", "/api/v1/keys"})
+# The pages show what the API serves, so they follow the same rule; badges (/badge/…) stay public.
+GUARDED_READ_PREFIXES = ("/api/v1/", "/images/", "/repositories/", "/queue")
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _G_KEY = "tollgate_credential"
 
@@ -271,8 +273,9 @@ def ensure_scope(repository: str) -> None:
 
 
 def _guard_reads() -> Any:
-    """Before every request: API reads need a viewer credential unless anonymous reads are on."""
-    if not request.path.startswith("/api/v1/") or request.path in PUBLIC_API_PATHS:
+    """Before every request: reads of records (API and pages) need a viewer unless anonymous reads are on."""
+    path = request.path
+    if not path.startswith(GUARDED_READ_PREFIXES) or path in PUBLIC_API_PATHS:
         return None
     if request.method in _UNSAFE_METHODS:
         return None  # write routes check with require()

@@ -96,6 +96,8 @@ def test_reads_need_a_credential_when_anonymous_reads_are_off(
     for path in ("/api/v1/images", "/api/v1/images/team/app:1", "/api/v1/waivers", "/api/v1/policy"):
         error(client.get(path), 401)
     assert client.get("/api/v1/health").status_code == 200  # load balancers probe it
+    page = client.get("/images/team/app:1")
+    assert page.status_code == 303 and page.headers["Location"].startswith("/login?next=/images/team/app")
     viewer = bearer(token(store, Role.VIEWER))
     assert client.get("/api/v1/images", headers=viewer).status_code == 200
     assert client.get("/api/v1/images/team/app:1", headers=viewer).status_code == 404
