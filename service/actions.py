@@ -419,12 +419,12 @@ def audit_filters(args: Mapping[str, str]) -> dict[str, Any]:
     return filters
 
 
-def _int_param(args: Mapping[str, str], name: str, default: int | None, high: int) -> int | None:
+def _int_param(args: Mapping[str, str], name: str, default: int | None, low: int, high: int) -> int | None:
     raw = args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or len(raw) > 12 or int(raw) > high:
-        raise InputError(400, "bad parameter", f"{name} must be an integer from 0 to {high}")
+    if not raw.isdigit() or len(raw) > 12 or not low <= int(raw) <= high:
+        raise InputError(400, "bad parameter", f"{name} must be an integer from {low} to {high}")
     return int(raw)
 
 
@@ -438,8 +438,8 @@ def get_audit() -> Any:
         return _jsonl(filters)
     if fmt != "json":
         raise InputError(400, "bad parameter", "format must be json or jsonl")
-    limit = cast(int, _int_param(request.args, "limit", 100, audit.MAX_PAGE)) or 1
-    after_id = _int_param(request.args, "after_id", None, 2**62)
+    limit = cast(int, _int_param(request.args, "limit", 100, 1, audit.MAX_PAGE))
+    after_id = _int_param(request.args, "after_id", None, 0, 2**62)
     page = audit.events(_store(), after_id=after_id, limit=limit, **filters)
     return jsonify(
         {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -36,7 +37,10 @@ def cli_actor() -> Actor:
 @contextmanager
 def _store() -> Iterator[Store]:
     store = Store.from_settings(Settings.from_env())
-    store.migrate()  # the first token is often created before the web app ever started
+    # The first token is often created before the web app ever started; the migration's chatter would bury
+    # the one line that matters (the token), so only its warnings are shown.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    store.migrate()
     try:
         yield store
     finally:

@@ -491,6 +491,7 @@ def test_audit_filters_paging_and_export(world: World) -> None:
     assert [json.loads(line)["action"] for line in same.splitlines()] == ["token.create"]
 
     for query in (
+        "limit=0",
         "action=nope",
         "limit=x",
         "limit=5000",
