@@ -19,7 +19,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, render_templ
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.api import STORE_EXTENSION, BadReference, parse_image_path
-from service.auth import CSRF_FIELD, authorize, current_actor, ensure_scope, require
+from service.auth import CSRF_FIELD, current_actor, ensure_scope, require
 from service.errors import json_error, wants_json
 from service.webhook import REDIS_EXTENSION, RULESET_EXTENSION, SETTINGS_EXTENSION
 from workers import audit
@@ -488,4 +488,4 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(InputError, _input_error)
 
 
-__all__ = ["InputError", "actions_bp", "authorize", "init_app", "perform_move", "perform_rescan", "read_body"]
+__all__ = ["InputError", "actions_bp", "init_app", "perform_move", "perform_rescan", "read_body"]
