@@ -387,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     from workers.cli_accounts import add_commands
 
     add_commands(sub)  # token, user, audit
+    from workers.cli_policy import add_commands as add_policy_commands
+
+    add_policy_commands(sub)  # policy, waiver
     return parser
 
 
