@@ -26,11 +26,11 @@ from workers.pipeline import NotAnImage, Vetter, decide_with_signatures, load_sc
 from workers.policy_versions import effective_policy
 from workers.provenance.attest import publish_decision
 from workers.quarantine.jobs import enforce_decision
+from workers.quarantine.source import scan_source
 from workers.queue import enqueue_subject_lookup, redis_connection, schedule_recheck
 from workers.registry import RegistryClient
 from workers.settings import Settings
 from workers.signatures.verify import SignatureVerifier, verify_image
-from workers.sources import RegistrySource
 from workers.store import ImageRecord, Store
 from workers.waivers import active_waivers, apply_waivers
 
@@ -113,7 +113,8 @@ def scan_image(repository: str, digest: str) -> dict[str, Any]:
     )
     try:
         with RegistryClient.from_settings(settings) as client:
-            report = vetter.vet(RegistrySource(client, repository), checked, pushed_at=pushed_at)
+            # A held image whose digest was deleted is read from its preserved copy (same bytes, verified).
+            report = vetter.vet(scan_source(store, client, repository, checked), checked, pushed_at=pushed_at)
     except TransientError:
         raise
     except NotAnImage as exc:

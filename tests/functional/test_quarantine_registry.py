@@ -21,10 +21,10 @@ from tests.support.storage import make_report
 from workers import audit
 from workers.domain import Actor, ActorKind, Digest, MoveKind, Role, parse_digest
 from workers.errors import TransientError
-from workers.queue import run_worker
 from workers.quarantine.jobs import request_move, resume_moves, run_move
 from workers.quarantine.placeholder import ORIGINAL_LABEL, QUARANTINED_LABEL
 from workers.quarantine.state import HoldState, MoveOutcome, get_hold, hold_summary, moves_of
+from workers.queue import run_worker
 from workers.registry import RegistryClient
 from workers.settings import Settings
 from workers.store import Store
@@ -453,9 +453,8 @@ def test_a_registry_outage_mid_move_is_transient_and_never_reports_success(
         if step == "preserved":
             registry.stop()
 
-    with RegistryClient(registry.url, retries=1, backoff=0.01) as client:
-        with pytest.raises(TransientError):
-            run_move(settings, store, client, REPO, digest, move_id=ticket.move_id, step=outage)
+    with RegistryClient(registry.url, retries=1, backoff=0.01) as client, pytest.raises(TransientError):
+        run_move(settings, store, client, REPO, digest, move_id=ticket.move_id, step=outage)
     hold = get_hold(store, REPO, digest)
     assert hold is not None and hold.state is HoldState.PRESERVED
     assert hold.error is not None and "will retry" in hold.error
@@ -509,3 +508,69 @@ def test_hostile_manifests_are_a_recorded_failed_move(
     assert head is not None and head.digest == digest  # nothing was taken out of service without a verified copy
     record = store.get_record(REPO, digest)
     assert record is not None and not record.quarantined
+
+
+# -- end to end through the stack --------------------------------------------------------------------------------
+
+
+def test_push_to_quarantine_and_automatic_release_through_the_stack(stack: Any, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from workers.waivers import create_waiver, schedule_redecisions
+
+    layout = tmp_path / "bad"
+    digest = malicious_layout(layout, marker="e2e")
+    original_blobs = layout_blobs(layout)
+    stack.push(layout, "team/web", "v1")
+    stack.push(layout, "team/web", "v2")
+    stack.wait_queued("team/web", "v1")
+    stack.wait_queued("team/web", "v2")
+
+    stack.run_worker()  # the scan decides quarantine; the move job it queues runs in the same burst
+
+    record = stack.record("team/web", f"@{digest}").json()
+    assert record["action"] == "quarantine" and record["quarantined"] is True, record
+    hold = record["quarantine"]
+    assert hold["state"] == "held" and hold["origin"] == "policy"
+    assert hold["copy"] == f"quarantine/team/web@{digest}"
+    assert sorted(t["tag"] for t in hold["tags"]) == ["v1", "v2"]
+    assert hold["moves"][-1]["kind"] == "quarantine" and hold["moves"][-1]["outcome"] == "done"
+    with RegistryClient(stack.registry.url) as client:
+        for tag in ("v1", "v2"):
+            head = client.head_manifest("team/web", tag)
+            assert head is not None and head.digest == hold["placeholder"]
+        for blob_digest, data in original_blobs.items():
+            size = client.stat_blob("quarantine/team/web", parse_digest(blob_digest))
+            assert size == len(data) or client.get_manifest("quarantine/team/web", blob_digest).raw == data
+    # The placeholder's own push notification reached the webhook: recognised, not vetted, the tag stays the image's.
+    by_tag = stack.record("team/web", ":v1").json()
+    assert by_tag["digest"] == digest
+
+    # A waiver of every finding changes the decision: the automatic hold is released by itself.
+    store = Store(stack.settings.database_url)
+    try:
+        security = Actor(ActorKind.USER, "alice", Role.SECURITY)
+        conn = redis.Redis.from_url(stack.settings.redis_url)
+        for rule in sorted({f["rule"] for f in record["findings"]}):
+            waiver = create_waiver(
+                store,
+                security,
+                rule=rule,
+                reason="test fixture, not malware",
+                expires_at=store.now() + timedelta(days=1),
+                digest=digest,
+            )
+            schedule_redecisions(stack.settings, store, conn, waiver)
+        conn.close()
+    finally:
+        store.close()
+    stack.run_worker()
+
+    record = stack.record("team/web", f"@{digest}").json()
+    assert record["action"] != "quarantine" and record["quarantined"] is False, record["explanation"]
+    assert record["quarantine"]["state"] == "released"
+    assert [m["kind"] for m in record["quarantine"]["moves"]] == ["quarantine", "release"]
+    with RegistryClient(stack.registry.url) as client:
+        for tag in ("v1", "v2"):
+            head = client.head_manifest("team/web", tag)
+            assert head is not None and head.digest == digest
