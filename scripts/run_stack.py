@@ -33,6 +33,7 @@ import httpx  # noqa: E402
 import redis  # noqa: E402
 
 from workers.errors import ConfigError  # noqa: E402
+from workers.provenance.keys import load_or_create_signing_key  # noqa: E402
 from workers.registry_config import render_registry_config  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 
@@ -144,6 +145,7 @@ def plan_stack(environ: Mapping[str, str]) -> Plan:
     for key, value in load_or_create_secrets(state_dir / SECRETS_FILE).items():
         env.setdefault(key, value)  # the environment wins over the persisted file
     env.setdefault("TOLLGATE_DATABASE_URL", f"sqlite:///{state_dir / 'tollgate.db'}")
+    env.setdefault("TOLLGATE_SIGNING_KEY", str(state_dir / "tollgate-signing-key.pem"))
     web = HostPort.parse(env.get("TOLLGATE_HTTP_ADDR", "127.0.0.1:8080"), default_port=8080)
     env.setdefault("TOLLGATE_PUBLIC_URL", f"http://{web.browsable}")
     try:
@@ -475,6 +477,12 @@ def run(plan: Plan, sup: Supervisor) -> int:
     else:
         sup.console.say(f"using the Redis that answers at {plan.settings.redis_url} (left running on exit)")
     migrate(sup, tollgate)
+    # Web and worker would create it on first use; made here so that a fresh stack has its key from the start.
+    try:
+        key = load_or_create_signing_key(plan.settings.signing_key)
+    except ConfigError as exc:
+        raise StackError(exc.diagnostics()) from None
+    sup.console.say(f"signing key {plan.settings.signing_key} (key id {key.key_id[:16]}), public at /api/v1/keys")
     if plan.registry is not None:
         start_registry(sup, plan.registry)
     else:

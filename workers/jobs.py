@@ -243,9 +243,9 @@ def finish_decision(
         )
     # Act in the registry: quarantine, or release an automatic hold the decision no longer supports.
     enforce_decision(settings, store, repository, digest, action)
-    # Publish provenance and the signed verdict next to the image (a fresh scan always, a re-evaluation only
-    # when the verdict changed); a registry that refuses is recorded on the image, never a failed job.
-    publication = publish_decision(settings, store, repository, digest, previous=previous)
+    # Publish provenance and the signed verdict next to the image when it changed; a registry that refuses
+    # is recorded on the image, never a failed job.
+    publication = publish_decision(settings, store, repository, digest)
     if status is not None and status.state is SignatureState.GRACE and status.grace_until is not None:
         schedule_recheck(redis_connection(settings), repository, digest, status.grace_until, settings=settings)
     return {

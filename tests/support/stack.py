@@ -102,6 +102,7 @@ def stack(
         "TOLLGATE_SECRET_KEY": secrets.token_hex(16),
         "TOLLGATE_RECONCILE_INTERVAL": "0",
         "TOLLGATE_REGISTRY_USE_DOCKER_CONFIG": "false",
+        "TOLLGATE_SIGNING_KEY": str(tmp_path / "tollgate-signing-key.pem"),  # never the checkout's ./var
     }
     # The registry must know the app's URL and the app must know the registry's: start the app first
     # with a placeholder registry URL, then point its settings at the real one before any job runs.

@@ -152,27 +152,23 @@ def build_attestations(
     )
 
 
-def publish_decision(
-    settings: Settings, store: Store, repository: str, digest: Digest, *, previous: ImageRecord | None
-) -> dict[str, Any]:
+def publish_decision(settings: Settings, store: Store, repository: str, digest: Digest) -> dict[str, Any]:
     """Publish the attestations of the stored decision of ``repository@digest``; the outcome, also recorded.
 
-    A fresh scan (the record's scan time differs from ``previous``, the record before the job) publishes even
-    when the same verdict is already there; re-evaluations publish only a changed one, so that the webhook's
-    re-evaluation of Tollgate's own pushes ends here instead of publishing forever.
+    Only a verdict whose content changed (or that is a day old) is pushed: Tollgate's own pushes notify the
+    webhook, which re-evaluates the image, and that re-evaluation ends here instead of publishing forever.
     """
     if not settings.publish_attestations:
         return {"status": "disabled"}
     record = store.get_record(repository, digest)
     if record is None or record.verdict is None or record.action is None:
         return {"status": "skipped", "reason": "no decided record"}
-    force = previous is None or previous.scanned_at != record.scanned_at
     try:
         key = load_or_create_signing_key(settings.signing_key)
         verdict, provenance = build_attestations(settings, store, record, key)
         with RegistryClient.from_settings(settings) as client:
             outcome = Publisher(client, repository, digest, key_id=key.key_id).publish(
-                (verdict, provenance), force=force
+                (verdict, provenance), force=False
             )
     except TollgateError as exc:
         log.warning("%s@%s: attestations not published: %s", repository, digest, exc.diagnostics())

@@ -71,17 +71,17 @@ def parse_dockerfile(text: str) -> list[Instruction]:
             continue
         parts = [stripped]
         # A line ending in the escape character continues; comment and empty lines inside are skipped.
-        while parts[-1].endswith(escape) and position < len(lines):
-            parts[-1] = parts[-1][: -len(escape)]
+        continuing = stripped.endswith(escape)
+        if continuing:
+            parts[0] = stripped[: -len(escape)]
+        while continuing and position < len(lines):
             follow = lines[position].strip()
             position += 1
             if not follow or follow.startswith("#"):
-                parts.append("")
                 continue
-            parts.append(follow)
-        if parts[-1].endswith(escape):
-            parts[-1] = parts[-1][: -len(escape)]
-        logical = " ".join(p for p in parts if p)
+            continuing = follow.endswith(escape)
+            parts.append(follow[: -len(escape)] if continuing else follow)
+        logical = " ".join(part.strip() for part in parts if part.strip())
         keyword, _, arguments = logical.partition(" ")
         heredoc = False
         if keyword.upper() in {"RUN", "COPY", "ADD"}:

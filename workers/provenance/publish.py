@@ -10,8 +10,8 @@ Where each goes (shared/docs/PROTOCOLS.md §2, §4):
    ``cosign verify-attestation --key tollgate.pub --insecure-ignore-tlog`` verifies without a transparency log
    (other layers, e.g. cosign's attestations, are kept; Tollgate's previous layer is replaced).
 
-A verdict whose content (everything but its time) is already published is not pushed again: Tollgate's own
-pushes notify the webhook, which re-evaluates the image, and that re-evaluation must end here, not loop.
+A verdict whose content (everything but its time) is already published is not pushed again (until it is a day
+old): Tollgate's own pushes notify the webhook, which re-evaluates (rescans) the image, and that must end here.
 Tollgate's previous referrer manifests are deleted once the new ones are listed (best effort).
 """
 
@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from workers.domain import Descriptor, Digest, MediaType, parse_digest, sha256_digest
@@ -41,6 +41,9 @@ PREDICATE_ANNOTATION = "in-toto.io/predicate-type"
 COSIGN_PREDICATE_ANNOTATION = "predicateType"  # cosign's annotation on .att layers
 CREATED_ANNOTATION = "org.opencontainers.image.created"
 EMPTY_CONFIG = b"{}"
+# An unchanged verdict is published again once it is this old, so that its timeVerified stays fresh for consumers
+# that want a recent one; more often would let Tollgate's own pushes (which re-evaluate the image) loop.
+REPUBLISH_AFTER = timedelta(hours=24)
 MAX_KEPT_ENTRIES = 256  # a fallback index longer than this is cut (oldest first) rather than grown forever
 
 
@@ -169,14 +172,13 @@ class Publisher:
         manifests = loaded[1].get("manifests")
         return False, manifests if isinstance(manifests, list) else []
 
-    def published_fingerprint(self) -> str | None:
-        """The fingerprint of the verdict already published in both places, or None (missing or they differ)."""
+    def published(self) -> tuple[str | None, datetime | None]:
+        """The fingerprint and time of the verdict already published in both places; (None, None) when it is
+        missing from either or they differ."""
         _, entries = self._referrer_entries()
-        listed = {
-            _annotations(e).get(FINGERPRINT_ANNOTATION)
-            for e in entries
-            if isinstance(e, dict) and e.get("artifactType") == VERDICT_ARTIFACT_TYPE
-        }
+        listed = [
+            _annotations(e) for e in entries if isinstance(e, dict) and e.get("artifactType") == VERDICT_ARTIFACT_TYPE
+        ]
         loaded = _read_json(self.client, self.repository, self.attestation_tag)
         layers = loaded[1].get("layers") if loaded is not None else None
         in_att = {
@@ -184,9 +186,13 @@ class Publisher:
             for layer in (layers if isinstance(layers, list) else [])
             if isinstance(layer, dict) and is_tollgate_layer(_annotations(layer))
         }
-        if len(listed) == 1 and listed == in_att:
-            return next(iter(listed))
-        return None
+        if len(listed) != 1 or {listed[0].get(FINGERPRINT_ANNOTATION)} != in_att:
+            return None, None
+        try:
+            created = datetime.fromisoformat(listed[0].get(CREATED_ANNOTATION, "").replace("Z", "+00:00"))
+        except ValueError:
+            created = None
+        return listed[0].get(FINGERPRINT_ANNOTATION), created
 
     # ------------------------------------------------------------------------------------------ writing
 
@@ -304,8 +310,11 @@ class Publisher:
     def publish(self, attestations: Sequence[Attestation], *, force: bool) -> Published:
         """Push ``attestations`` (a verdict, optionally provenance); ``force`` publishes even an unchanged verdict."""
         verdict = next(a for a in attestations if a.kind == "verdict")
-        if not force and self.published_fingerprint() == verdict.fingerprint:
-            return Published("unchanged", verdict.fingerprint, fallback_tag=self.fallback_tag)
+        if not force:
+            fingerprint, created = self.published()
+            fresh = created is not None and datetime.now(UTC) - created < REPUBLISH_AFTER
+            if fingerprint == verdict.fingerprint and fresh:
+                return Published("unchanged", verdict.fingerprint, fallback_tag=self.fallback_tag)
         subject = self.client.head_manifest(self.repository, self.subject)
         if subject is None:
             raise NotFound(f"{self.repository}@{self.subject} is no longer in the registry")
