@@ -574,3 +574,56 @@ def test_push_to_quarantine_and_automatic_release_through_the_stack(stack: Any, 
         for tag in ("v1", "v2"):
             head = client.head_manifest("team/web", tag)
             assert head is not None and head.digest == digest
+
+
+# -- the streamed copy when a mount is refused -------------------------------------------------------------------
+
+
+def test_a_streamed_copy_is_verified_and_keeps_memory_bounded(registry: RunningRegistry) -> None:
+    import hashlib
+    import tracemalloc
+
+    size = 48 * 1024 * 1024
+    data = hashlib.sha256(b"seed").digest() * (size // 32)  # incompressible enough, and no 48 MiB random call
+    with RegistryClient(registry.url) as client:
+        digest = client.upload_blob("team/big", data)
+        del data
+        tracemalloc.start()
+        client.copy_blob(
+            digest, from_repository="team/big", to_repository="quarantine/team/big", size=size, chunk=1024 * 1024
+        )
+        _current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert client.stat_blob("quarantine/team/big", digest) == size
+        hasher = hashlib.sha256()
+        with client.open_blob("quarantine/team/big", digest, expected_size=size) as stream:
+            while chunk := stream.read(1024 * 1024):
+                hasher.update(chunk)
+        assert f"sha256:{hasher.hexdigest()}" == digest
+    # A few chunks in flight (the read, the request body, the HTTP layer's copy), never the blob.
+    assert peak < 12 * 1024 * 1024, f"a 48 MiB copy in 1 MiB chunks peaked at {peak} bytes"
+
+
+class RefusingMounts(RegistryClient):
+    """A registry that answers every cross-repository mount with 202 (e.g. across namespaces it keeps apart)."""
+
+    def mount_blob(self, repository: str, digest: Digest, from_repository: str) -> bool:
+        return False
+
+
+def test_quarantine_and_release_copy_blobs_when_mounts_are_refused(
+    settings: Settings, store: Store, registry: RunningRegistry, redis_conn: redis.Redis, tmp_path: Path
+) -> None:
+    layout = tmp_path / "bad"
+    digest = malicious_layout(layout)
+    pushed(registry, store, layout, "v1")
+    with RefusingMounts(registry.url, retries=1, backoff=0.01) as client:
+        original = client.get_manifest(REPO, digest).raw
+        result = quarantine(settings, store, client, redis_conn, digest)
+        assert result["status"] == "done"
+        hold = get_hold(store, REPO, digest)
+        assert hold is not None and hold.plan["copied"]["copied"] == len(hold.plan["blobs"])
+        assert_preserved(client, digest, original, layout_blobs(layout))
+        released = release(settings, store, client, redis_conn, digest)
+        assert released["restored"] == ["v1"]
+        assert client.get_manifest(REPO, "v1").raw == original
