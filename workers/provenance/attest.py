@@ -176,7 +176,8 @@ def publish_decision(settings: Settings, store: Store, repository: str, digest: 
         store.set_publication(repository, digest, failure)
         return failure
     result = outcome.to_json()
+    # Recorded in both cases: a rescan's record starts from a fresh provenance without it.
+    store.set_publication(repository, digest, {**result, "status": "published", "key_id": key.key_id})
     if outcome.status != "unchanged":
-        store.set_publication(repository, digest, {**result, "key_id": key.key_id})
         log.info("%s@%s: verdict attestation published (%s)", repository, digest, outcome.referrers)
     return result

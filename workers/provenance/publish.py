@@ -172,13 +172,16 @@ class Publisher:
         manifests = loaded[1].get("manifests")
         return False, manifests if isinstance(manifests, list) else []
 
-    def published(self) -> tuple[str | None, datetime | None]:
-        """The fingerprint and time of the verdict already published in both places; (None, None) when it is
-        missing from either or they differ."""
+    def published(self) -> tuple[str | None, datetime | None, dict[str, Digest]]:
+        """The fingerprint and time of the verdict already published in both places, and Tollgate's referrers
+        (kind → digest) listed now; fingerprint and time are None when the verdict is missing from either place
+        or the two differ."""
         _, entries = self._referrer_entries()
-        listed = [
-            _annotations(e) for e in entries if isinstance(e, dict) and e.get("artifactType") == VERDICT_ARTIFACT_TYPE
-        ]
+        ours = [e for e in entries if isinstance(e, dict) and is_tollgate_artifact(e.get("artifactType"))]
+        referrers = {
+            str(_annotations(e).get(KIND_ANNOTATION)): digest for e in ours if (digest := _entry_digest(e)) is not None
+        }
+        listed = [_annotations(e) for e in ours if e.get("artifactType") == VERDICT_ARTIFACT_TYPE]
         loaded = _read_json(self.client, self.repository, self.attestation_tag)
         layers = loaded[1].get("layers") if loaded is not None else None
         in_att = {
@@ -187,12 +190,12 @@ class Publisher:
             if isinstance(layer, dict) and is_tollgate_layer(_annotations(layer))
         }
         if len(listed) != 1 or {listed[0].get(FINGERPRINT_ANNOTATION)} != in_att:
-            return None, None
+            return None, None, referrers
         try:
             created = datetime.fromisoformat(listed[0].get(CREATED_ANNOTATION, "").replace("Z", "+00:00"))
         except ValueError:
             created = None
-        return listed[0].get(FINGERPRINT_ANNOTATION), created
+        return listed[0].get(FINGERPRINT_ANNOTATION), created, referrers
 
     # ------------------------------------------------------------------------------------------ writing
 
@@ -311,10 +314,17 @@ class Publisher:
         """Push ``attestations`` (a verdict, optionally provenance); ``force`` publishes even an unchanged verdict."""
         verdict = next(a for a in attestations if a.kind == "verdict")
         if not force:
-            fingerprint, created = self.published()
+            fingerprint, created, current = self.published()
             fresh = created is not None and datetime.now(UTC) - created < REPUBLISH_AFTER
             if fingerprint == verdict.fingerprint and fresh:
-                return Published("unchanged", verdict.fingerprint, fallback_tag=self.fallback_tag)
+                has_api, _ = self._referrer_entries()
+                return Published(
+                    "unchanged",
+                    verdict.fingerprint,
+                    referrers=current,
+                    attestation_tag=self.attestation_tag,
+                    fallback_tag=None if has_api else self.fallback_tag,
+                )
         subject = self.client.head_manifest(self.repository, self.subject)
         if subject is None:
             raise NotFound(f"{self.repository}@{self.subject} is no longer in the registry")
