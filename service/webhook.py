@@ -9,6 +9,10 @@ are reported in the body, not refused: refusing would make the registry retry th
 Signatures arrive after the image they sign (shared/docs/PROTOCOLS.md §4), so a push whose tag names an image
 digest (cosign's ``sha256-<hex>.sig``, ``.att`` and the referrers fallback index ``sha256-<hex>``) is not an
 image to vet: it queues a re-evaluation of that image instead, and the artifact itself gets no record.
+
+A quarantine re-points tags to a placeholder image, and the registry announces that push like any other: a
+digest that a hold of the repository names as its placeholder is answered ``ignored:quarantine placeholder``
+(not recorded, not vetted, the tag stays the quarantined image's), so a quarantine never feeds itself.
 """
 
 from __future__ import annotations
