@@ -627,3 +627,40 @@ def test_quarantine_and_release_copy_blobs_when_mounts_are_refused(
         released = release(settings, store, client, redis_conn, digest)
         assert released["restored"] == ["v1"]
         assert client.get_manifest(REPO, "v1").raw == original
+
+
+def test_a_finished_move_is_announced_to_the_configured_webhooks(
+    store: Store,
+    registry: RunningRegistry,
+    redis_conn: redis.Redis,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.support.receiver import serve_receiver
+
+    layout = tmp_path / "bad"
+    digest = malicious_layout(layout)
+    pushed(registry, store, layout, "v1")
+    with serve_receiver() as receiver:
+        env = {
+            "TOLLGATE_REGISTRY_URL": registry.url,
+            "TOLLGATE_REDIS_URL": redis_url,
+            "TOLLGATE_DATABASE_URL": str(store.url.render_as_string(False)),
+            "TOLLGATE_REGISTRY_USE_DOCKER_CONFIG": "false",
+            "TOLLGATE_NOTIFY_URLS": f"{receiver.url}/ok",
+            "TOLLGATE_PUBLIC_URL": "https://tollgate.example",
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = Settings.from_env()
+        with RegistryClient(registry.url) as client:
+            quarantine(settings, store, client, redis_conn, digest)
+            release(settings, store, client, redis_conn, digest)
+        # The queued move job finds the moves done (idempotent); the notification jobs deliver.
+        run_worker(settings, burst=True, with_scheduler=False, simple=True)
+        bodies = [r.json() for r in receiver.at("/ok")]
+    assert [b["event"] for b in bodies] == ["quarantine", "release"]
+    assert all(b["image"] == f"{REPO}@{digest}" and b["tags"] == ["v1"] for b in bodies)
+    assert bodies[0]["link"] == f"https://tollgate.example/images/{REPO}@{digest}"
+    assert bodies[0]["details"]["mode"] == "deleted" and bodies[0]["reason"] == "miner found"

@@ -365,7 +365,7 @@ def _release(settings: Settings, store: Store, mover: Mover, hold: Hold, move_id
     repository, digest = hold.repository, hold.digest
     result = mover.release(hold.plan)
     hold = checkpoint(store, repository, digest, move_id, state=HoldState.RELEASED, plan={"release": result})
-    details = {"copy": f"{mover.copy_repository}@{digest}", **result}
+    details = {"copy": f"{mover.copy_repository}@{digest}", "tags": result.get("restored", []), **result}
     finish_move(store, move_id, MoveOutcome.DONE, details=details)
     store.set_quarantined(repository, digest, False)
     _announce(settings, store, hold, move_id, done=True, details=details)
@@ -414,6 +414,7 @@ def _announce(
             **details,
         },
     )
+    record = store.get_record(hold.repository, hold.digest)
     notify(
         settings,
         action.value,
@@ -421,6 +422,8 @@ def _announce(
             "image": target,
             "repository": hold.repository,
             "digest": hold.digest,
+            "verdict": record.verdict.value if record is not None and record.verdict else None,
+            "action": record.action.value if record is not None and record.action else None,
             "kind": kind.value,
             "state": hold.state.value,
             "origin": hold.origin.value,
