@@ -19,7 +19,7 @@ from tests.support.oci import tar_layer, write_image_layout, write_index_layout
 from tests.support.registry import SKOPEO_BIN, RunningRegistry
 from tests.support.storage import make_report
 from workers import audit
-from workers.domain import Actor, ActorKind, Digest, MoveKind, Role, parse_digest
+from workers.domain import Actor, ActorKind, Digest, MoveKind, Role, parse_digest, sha256_digest
 from workers.errors import TransientError
 from workers.quarantine.jobs import request_move, resume_moves, run_move
 from workers.quarantine.placeholder import ORIGINAL_LABEL, QUARANTINED_LABEL
@@ -664,3 +664,35 @@ def test_a_finished_move_is_announced_to_the_configured_webhooks(
     assert all(b["image"] == f"{REPO}@{digest}" and b["tags"] == ["v1"] for b in bodies)
     assert bodies[0]["link"] == f"https://tollgate.example/images/{REPO}@{digest}"
     assert bodies[0]["details"]["mode"] == "deleted" and bodies[0]["reason"] == "miner found"
+
+
+def test_an_index_nested_too_deep_is_a_recorded_failed_move(
+    settings: Settings,
+    store: Store,
+    client: RegistryClient,
+    registry: RunningRegistry,
+    redis_conn: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    layout = tmp_path / "bad"
+    child = malicious_layout(layout)
+    registry.push_layout(layout, REPO, "base")
+    media_type = "application/vnd.oci.image.index.v1+json"
+    descriptor = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": child,
+        "size": len(client.get_manifest(REPO, child).raw),
+    }
+    for _level in range(3):  # index → index → index → image
+        raw = json.dumps({"schemaVersion": 2, "mediaType": media_type, "manifests": [descriptor]}).encode()
+        top = client.put_manifest(REPO, sha256_digest(raw), raw, media_type)
+        descriptor = {"mediaType": media_type, "digest": top, "size": len(raw)}
+    client.put_manifest(REPO, "v1", raw, media_type)
+    store.record_push(REPO, top, tag="v1", media_type=media_type)
+    store.save_report(make_report(REPO, top))
+
+    result = quarantine(settings, store, client, redis_conn, top)
+
+    assert result["status"] == "failed" and "nests indexes" in result["error"], result
+    head = client.head_manifest(REPO, "v1")
+    assert head is not None and head.digest == top
