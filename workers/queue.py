@@ -33,6 +33,8 @@ QUEUES = (PUSH_QUEUE, RESCAN_QUEUE)
 # Outbound webhooks: tiny, time-critical jobs on their own queue, so a rescan backlog never delays an alert.
 NOTIFY_QUEUE = "tollgate-notify"
 WORKER_QUEUES = (PUSH_QUEUE, NOTIFY_QUEUE, RESCAN_QUEUE)
+# What the queue page counts and lists failures of: scans and notifications (a receiver that stays down).
+MONITORED_QUEUES = (PUSH_QUEUE, RESCAN_QUEUE, NOTIFY_QUEUE)
 
 # Job functions are named, never imported, so the web process stays free of yara and the pipeline.
 SCAN_FUNCTION = "workers.jobs.scan_image"
@@ -544,9 +546,9 @@ def enqueue_reconcile(conn: redis.Redis, settings: Settings) -> Enqueued:
 
 
 def queue_depths(conn: redis.Redis) -> dict[str, int]:
-    """Waiting jobs per queue name, plus ``started``, ``scheduled`` (retry back-off) and ``failed`` over both."""
+    """Waiting jobs per queue name, plus ``started``, ``scheduled`` (retry back-off) and ``failed`` over all three."""
     try:
-        queues = [_queue(conn, name) for name in QUEUES]
+        queues = [_queue(conn, name) for name in MONITORED_QUEUES]
         depths = {queue.name: queue.count for queue in queues}
         depths["started"] = sum(q.started_job_registry.count for q in queues)
         depths["scheduled"] = sum(q.scheduled_job_registry.count for q in queues)
@@ -557,12 +559,12 @@ def queue_depths(conn: redis.Redis) -> dict[str, int]:
 
 
 def failed_jobs(conn: redis.Redis, limit: int = 50) -> list[dict[str, Any]]:
-    """The most recent failed jobs over both queues, newest first, as JSON-ready dicts."""
+    """The most recent failed jobs over the scan and notification queues, newest first, as JSON-ready dicts."""
     if limit <= 0:
         return []
     found: list[dict[str, Any]] = []
     try:
-        for name in QUEUES:
+        for name in MONITORED_QUEUES:
             queue = _queue(conn, name)
             ids = queue.failed_job_registry.get_job_ids(0, limit - 1, desc=True)
             for job in Job.fetch_many(ids, connection=conn, serializer=SERIALIZER):

@@ -20,7 +20,7 @@ from tests.support.receiver import Receiver, closed_port, serve_receiver
 from workers.errors import ConfigError
 from workers.notify import DeliveryFailed, build_body, parse_target, parse_targets, retry_intervals, send
 from workers.notify import notify as notify_event
-from workers.queue import NOTIFY_QUEUE, run_worker
+from workers.queue import NOTIFY_QUEUE, failed_jobs, queue_depths, run_worker
 from workers.settings import Settings
 
 Configure = Callable[..., Settings]
@@ -184,6 +184,8 @@ def test_an_unreachable_receiver_fails_the_job_without_crashing_anything(
     assert failed.get_job_ids() == [job.id]
     result = Job.fetch(job.id, connection=redis_conn, serializer=JSONSerializer).latest_result()
     assert result is not None and "DeliveryFailed" in (result.exc_string or "")
+    # The queue page shows it with the failed scans.
+    assert [f["id"] for f in failed_jobs(redis_conn)] == [job.id] and queue_depths(redis_conn)["failed"] == 1
 
 
 def test_a_slow_receiver_times_out_and_is_retried(configure: Configure, receiver: Receiver) -> None:
