@@ -153,9 +153,10 @@ def reverify_image(
 ) -> dict[str, Any]:
     """Re-verify the signatures of a vetted ``repository@digest`` and update its action; no rescan.
 
-    For a ``.sig``/``.att``/``sha256-<hex>``/referrer push after the image, and when the grace period
-    ends. The stored findings are decided again with the signatures found now; the grace period runs
-    from the image's first push. Result ``status``: ``done`` (with ``action`` and ``signatures``, whose
+    For a ``.sig``/``.att``/``sha256-<hex>``/referrer push after the image, when the grace period ends,
+    and for a policy change. The stored findings are decided again with the signatures found now, the
+    waivers in force and the policy version in force; the grace period runs from the image's first push.
+    Result ``status``: ``done`` (with ``action`` and ``signatures``, whose
     ``state`` is ``grace`` and ``grace_until`` set while the image is still waiting), ``skipped`` (no
     completed scan yet: that scan verifies signatures itself) or ``error`` (a broken policy file: nothing
     changes). Registry outages raise TransientError so rq retries.
