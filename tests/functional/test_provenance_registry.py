@@ -226,6 +226,24 @@ def test_revetting_replaces_the_verdict_and_keeps_other_referrers(
     stack.run_worker()
     assert _verdict_envelope(stack, index_digest)[0]["digest"] == first["digest"]  # nothing changed: kept
 
+    # A hostile entry: another image's digest listed as if it were Tollgate's verdict.
+    victim = write_image_layout(tmp_path / "victim", [tar_layer({"victim": b"keep me"})])
+    stack.push(tmp_path / "victim", REPO, "victim")
+    index = _json_manifest(stack, _fallback_tag(index_digest))
+    index["manifests"].append(
+        {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": victim,
+            "size": 1,
+            "artifactType": VERDICT_TYPE,
+            "annotations": {"dev.tollgate.attestation": "verdict"},
+        }
+    )
+    with RegistryClient(stack.registry.url) as client:
+        client.put_manifest(
+            REPO, _fallback_tag(index_digest), json.dumps(index).encode(), "application/vnd.oci.image.index.v1+json"
+        )
+
     # The policy changes and the image is vetted again (as a rescan runs it): the new verdict replaces the old.
     policy = tmp_path / "policy.yaml"
     policy.write_text("version: 1\ndefault:\n  actions: {suspicious: quarantine}\n")
@@ -238,6 +256,8 @@ def test_revetting_replaces_the_verdict_and_keeps_other_referrers(
     assert [e["digest"] for e in _entries(stack, index_digest, BUNDLE_TYPE)] == [referrer_digest]
     assert len(_entries(stack, index_digest, PROVENANCE_TYPE)) == 1
     assert _manifest(stack, first["digest"]).status_code == 404  # the replaced verdict is gone
+    assert _manifest(stack, victim).status_code == 200  # what is not provably Tollgate's is never deleted
+    assert any(victim in note for note in result["publication"]["notes"])
     att = _json_manifest(stack, _fallback_tag(index_digest) + ".att")
     assert len([layer for layer in att["layers"] if layer["annotations"].get("dev.tollgate.attestation")]) == 1
     statement = _verify_envelope(envelope, _public_key(stack))

@@ -167,9 +167,7 @@ def publish_decision(settings: Settings, store: Store, repository: str, digest: 
         key = load_or_create_signing_key(settings.signing_key)
         verdict, provenance = build_attestations(settings, store, record, key)
         with RegistryClient.from_settings(settings) as client:
-            outcome = Publisher(client, repository, digest, key_id=key.key_id).publish(
-                (verdict, provenance), force=False
-            )
+            outcome = Publisher(client, repository, digest, key=key.public).publish((verdict, provenance), force=False)
     except TollgateError as exc:
         log.warning("%s@%s: attestations not published: %s", repository, digest, exc.diagnostics())
         failure = {"status": "failed", "error": exc.diagnostics(), "retried": exc.transient}

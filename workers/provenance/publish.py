@@ -25,9 +25,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from workers.domain import Descriptor, Digest, MediaType, parse_digest, sha256_digest
-from workers.errors import IntegrityError, NotFound, RegistryError, RegistryProtocolError, UnsupportedMediaType
+from workers.errors import (
+    IntegrityError,
+    NotFound,
+    RegistryError,
+    RegistryProtocolError,
+    SignatureError,
+    UnsupportedMediaType,
+)
 from workers.registry import RegistryClient
-from workers.signatures.keyed import DSSE_MEDIA_TYPE, SIGNATURE_ANNOTATION
+from workers.signatures.keyed import DSSE_MEDIA_TYPE, SIGNATURE_ANNOTATION, parse_dsse
+from workers.signatures.keys import PublicKey
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +52,10 @@ EMPTY_CONFIG = b"{}"
 # An unchanged verdict is published again once it is this old, so that its timeVerified stays fresh for consumers
 # that want a recent one; more often would let Tollgate's own pushes (which re-evaluate the image) loop.
 REPUBLISH_AFTER = timedelta(hours=24)
-MAX_KEPT_ENTRIES = 256  # a fallback index longer than this is cut (oldest first) rather than grown forever
+MAX_KEPT_ENTRIES = 256
+MAX_ENVELOPE_BYTES = (
+    16 * 1024 * 1024
+)  # a fallback index longer than this is cut (oldest first) rather than grown forever
 
 
 def is_tollgate_artifact(artifact_type: object) -> bool:
@@ -149,11 +160,12 @@ def _ensure_blob(client: RegistryClient, repository: str, data: bytes) -> Descri
 class Publisher:
     """Writes Tollgate's attestations for one image through one registry client."""
 
-    def __init__(self, client: RegistryClient, repository: str, subject: Digest, *, key_id: str) -> None:
+    def __init__(self, client: RegistryClient, repository: str, subject: Digest, *, key: PublicKey) -> None:
         self.client = client
         self.repository = repository
         self.subject = subject
-        self.key_id = key_id
+        self.key = key
+        self.key_id = key.key_id
         self.fallback_tag, self.attestation_tag = subject_tags(subject)
 
     # ------------------------------------------------------------------------------------------ reading
@@ -351,9 +363,17 @@ class Publisher:
         )
 
     def _delete_old(self, digests: Sequence[Digest]) -> list[str]:
-        """Delete Tollgate's replaced referrer manifests (untagged); a refusal is a note, not a failure."""
+        """Delete Tollgate's replaced referrer manifests; a refusal is a note, not a failure.
+
+        Anyone who can push can list any digest in the fallback index with Tollgate's artifactType, so a
+        manifest is deleted only when it is provably Tollgate's: a referrer of this image whose envelope
+        verifies with Tollgate's key. Anything else listed that way is only dropped from the index.
+        """
         notes = []
         for digest in digests:
+            if not self._is_ours(digest):
+                notes.append(f"{digest} was listed as Tollgate's but is not signed by its key: not deleted")
+                continue
             try:
                 self.client.delete_manifest(self.repository, digest)
             except NotFound:
@@ -361,6 +381,27 @@ class Publisher:
             except RegistryError as exc:
                 notes.append(f"old referrer {digest} not deleted: {exc}")
         return notes
+
+    def _is_ours(self, digest: Digest) -> bool:
+        loaded = _read_json(self.client, self.repository, digest)
+        if loaded is None:
+            return False
+        manifest = loaded[1]
+        subject = manifest.get("subject")
+        layers = manifest.get("layers")
+        if not is_tollgate_artifact(manifest.get("artifactType")) or not isinstance(subject, dict):
+            return False
+        if subject.get("digest") != self.subject or not isinstance(layers, list) or len(layers) != 1:
+            return False
+        layer_digest = _entry_digest(layers[0]) if isinstance(layers[0], dict) else None
+        if layer_digest is None:
+            return False
+        try:
+            envelope = parse_dsse(self.client.get_blob(self.repository, layer_digest, max_bytes=MAX_ENVELOPE_BYTES))
+        except (NotFound, IntegrityError, RegistryProtocolError, SignatureError):
+            return False
+        message = envelope.message
+        return any(isinstance(sig, bytes) and self.key.verify(sig, message) for sig in envelope.signatures)
 
 
 def _annotations(entry: Any) -> Mapping[str, str]:
