@@ -81,6 +81,9 @@ fi
 missing=()
 [[ -x /usr/bin/docker-registry ]] || missing+=(docker-registry)
 command -v skopeo >/dev/null || missing+=(skopeo)
+# The browser tests drive Debian's chromium through Playwright (never Playwright's own browser downloads).
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+[[ -d /usr/share/fonts/truetype/dejavu ]] || missing+=(fonts-dejavu-core)  # legible screenshots
 read -r redis_host redis_port < <(url_host_port "$REDIS_URL" 6379)
 if ! command -v redis-server >/dev/null && ! redis_answers "$redis_host" "$redis_port"; then
     missing+=(redis-server)
@@ -116,4 +119,4 @@ if [[ "$want" != "$have" || ! -x "$VENV/bin/tollgate" ]]; then
     printf '%s\n' "$want" >"$STAMP"
 fi
 "$VENV/bin/tollgate" --help >/dev/null || die "$VENV/bin/tollgate does not run"
-say "ready: $VENV/bin/tollgate, $(/usr/bin/docker-registry --version 2>/dev/null | head -1 || echo docker-registry), $(skopeo --version)"
+say "ready: $VENV/bin/tollgate, $(/usr/bin/docker-registry --version 2>/dev/null | head -1 || echo docker-registry), $(skopeo --version), $(/usr/bin/chromium --version 2>/dev/null | head -1 || echo chromium)"

@@ -49,6 +49,7 @@ DEV_ROOTS = (
     "packaging",
     "setuptools",  # the build backend, so the editable install and the wheel test need no network
     "zlib-ng",  # bench/gzip_engines.py measures it against isal and zlib
+    "playwright",  # the browser tests drive Debian's chromium with it (never its own browser downloads)
 )
 
 
