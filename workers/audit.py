@@ -138,54 +138,31 @@ def record(
         prev_hash = session.execute(sa.select(audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)).scalar_one()
         fields = (actor_name, role, action.value, clean_target, clean_reason, clean_details)
         digest = _chain_hash(prev_hash, at, fields)
-        event_id = session.execute(
-            sa.insert(audit_events)
-            .values(
-                at=at,
-                actor=actor_name,
-                actor_role=role,
-                action=action.value,
-                target=clean_target,
-                reason=clean_reason,
-                details=clean_details,
-                prev_hash=prev_hash,
-                hash=digest,
-            )
-            .returning(audit_events.c.id)
-        ).scalar_one()
+        values: dict[str, Any] = {
+            "at": at,
+            "actor": actor_name,
+            "actor_role": role,
+            "action": action.value,
+            "target": clean_target,
+            "reason": clean_reason,
+            "details": clean_details,
+            "prev_hash": prev_hash,
+            "hash": digest,
+        }
+        event_id = session.execute(sa.insert(audit_events).values(**values).returning(audit_events.c.id)).scalar_one()
         session.execute(sa.update(audit_head).where(audit_head.c.id == _HEAD_ID).values(hash=digest))
-    return AuditEvent(
-        id=event_id,
-        at=at,
-        actor=actor_name,
-        actor_role=role,
-        action=action.value,
-        target=clean_target,
-        reason=clean_reason,
-        details=clean_details,
-        prev_hash=prev_hash,
-        hash=digest,
-    )
+    return AuditEvent(id=event_id, **values)
 
 
 def _row_event(row: Any) -> AuditEvent:
-    return AuditEvent(
-        id=row.id,
-        at=row.at,
-        actor=row.actor,
-        actor_role=row.actor_role,
-        action=row.action,
-        target=row.target,
-        reason=row.reason,
-        details=row.details or {},
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
+    fields = row._mapping
+    return AuditEvent(**{**fields, "details": fields["details"] or {}})
 
 
 def _filtered(
     *,
     after_id: int | None,
+    before_id: int | None = None,
     since: datetime | None,
     until: datetime | None,
     target: str | None,
@@ -196,6 +173,8 @@ def _filtered(
     query = sa.select(audit_events)
     if after_id is not None:
         query = query.where(audit_events.c.id > after_id)
+    if before_id is not None:
+        query = query.where(audit_events.c.id < before_id)
     if since is not None:
         query = query.where(audit_events.c.at >= since)
     if until is not None:
@@ -216,6 +195,7 @@ def events(
     store: Store,
     *,
     after_id: int | None = None,
+    before_id: int | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     target: str | None = None,
@@ -227,11 +207,13 @@ def events(
 ) -> list[AuditEvent]:
     """Records matching every given filter, oldest first (or newest first), at most ``limit`` (≤ MAX_PAGE).
 
-    Page forward with ``after_id`` = the last id seen: ids only grow, so no record is skipped or repeated.
+    Page forward with ``after_id`` = the last id seen: ids only grow, so no record is skipped or repeated;
+    newest first, page back with ``before_id`` = the last (smallest) id seen.
     """
     limit = max(1, min(limit, MAX_PAGE))
     query = _filtered(
         after_id=after_id,
+        before_id=before_id,
         since=since,
         until=until,
         target=target,

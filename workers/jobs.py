@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -13,6 +14,7 @@ from workers.domain import (
     SYSTEM_ACTOR,
     Action,
     Digest,
+    Finding,
     ScanStatus,
     SignatureState,
     SignatureStatus,
@@ -23,6 +25,7 @@ from workers.errors import ConfigError, PermanentError, TransientError
 from workers.layerscan import StoredLayerCache
 from workers.notify import notify
 from workers.pipeline import NotAnImage, Vetter, decide_with_signatures, load_scanners
+from workers.policy import Decision
 from workers.policy_versions import effective_policy
 from workers.provenance.attest import publish_decision
 from workers.quarantine.jobs import enforce_decision
@@ -30,6 +33,7 @@ from workers.quarantine.source import scan_source
 from workers.queue import enqueue_subject_lookup, redis_connection, schedule_recheck
 from workers.registry import RegistryClient
 from workers.settings import Settings
+from workers.signatures.model import SignatureCheck
 from workers.signatures.verify import SignatureVerifier, verify_image
 from workers.store import ImageRecord, Store
 from workers.waivers import active_waivers, apply_waivers
@@ -185,22 +189,39 @@ def reverify_image(
             now=moment,
         )
     # The verdict can change too: the waivers or the policy in force may differ from the last decision's.
+    return store_redecision(settings, store, record, decision, found, signatures=checks)
+
+
+def store_redecision(
+    settings: Settings,
+    store: Store,
+    record: ImageRecord,
+    decision: Decision,
+    findings: Sequence[Finding],
+    *,
+    signatures: Sequence[SignatureCheck] | None = None,
+) -> dict[str, Any]:
+    """Store a decision taken again over ``record``'s findings and end like every decided job.
+
+    ``skipped`` when the image was rescanned in between (that scan's own decision stands); ``signatures``
+    None keeps the stored checks.
+    """
     if not store.update_decision(
-        repository,
-        checked,
+        record.repository,
+        record.digest,
         verdict=decision.verdict,
         action=decision.action,
         explanation=decision.explanation,
-        findings=found,
+        findings=findings,
         scanned_at=record.scanned_at,
-        signatures=checks,
+        signatures=signatures,
     ):
         return {"status": "skipped", "reason": "the image is being rescanned"}
     return finish_decision(
         settings,
         store,
-        repository,
-        checked,
+        record.repository,
+        record.digest,
         verdict=decision.verdict,
         action=decision.action,
         status=decision.signatures,

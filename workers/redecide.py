@@ -60,7 +60,7 @@ def redecide_image(repository: str, digest: str, *, now: datetime | None = None)
     between: its own decision stands) or ``error`` (the policy in force cannot be read: nothing changes, the
     previous decision stands and the error is logged, as for re-verification).
     """
-    from workers.jobs import _settings, _store, finish_decision
+    from workers.jobs import _settings, _store, store_redecision
 
     settings = _settings()
     store = _store()
@@ -84,24 +84,4 @@ def redecide_image(repository: str, digest: str, *, now: datetime | None = None)
         scope=effective.match,
     )
     decision = decide(found, repository, policy, signatures=signatures)
-    if not store.update_decision(
-        repository,
-        checked,
-        verdict=decision.verdict,
-        action=decision.action,
-        explanation=decision.explanation,
-        findings=found,
-        scanned_at=record.scanned_at,
-    ):
-        return {"status": "skipped", "reason": "the image is being rescanned"}
-    return finish_decision(
-        settings,
-        store,
-        repository,
-        checked,
-        verdict=decision.verdict,
-        action=decision.action,
-        status=decision.signatures,
-        explanation=decision.explanation,
-        previous=record,
-    )
+    return store_redecision(settings, store, record, decision, found)
