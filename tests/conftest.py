@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.support.stack",
     "tests.support.registry",
     "tests.support.sigstore",
+    "tests.support.browser",
 ]
