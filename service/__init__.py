@@ -12,7 +12,7 @@ import secrets
 
 from flask import Flask
 
-from service import actions, auth, login
+from service import actions, auth, login, pages
 from service.api import STORE_EXTENSION, api_bp
 from service.errors import register_error_handlers
 from service.webhook import REDIS_EXTENSION, RULESET_EXTENSION, SETTINGS_EXTENSION, webhook_bp
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     auth.init_app(app, settings)  # people's and machines' credentials, the read guard
     actions.init_app(app)  # the write API
     login.init_app(app)  # login and the browser forms
+    pages.init_app(app)  # the status pages, badges and exports
     register_error_handlers(app)
     log.info("tollgate web app ready (ruleset %s, registry %s)", ruleset, settings.registry_url)
     return app

@@ -48,7 +48,8 @@ DEFAULT_MAX_BODY = 64 * 1024  # a reason and a few fields; the policy route allo
 # Load balancers probe health without credentials; verifiers fetch the public key that checks verdicts.
 PUBLIC_API_PATHS = frozenset({"/api/v1/health", "/api/v1/keys"})
 # The pages show what the API serves, so they follow the same rule; badges (/badge/…) stay public.
-GUARDED_READ_PREFIXES = ("/api/v1/", "/images/", "/repositories/", "/queue")
+GUARDED_READ_PREFIXES = ("/api/v1/", "/images/", "/repositories", "/queue", "/search", "/waivers")
+GUARDED_READ_PATHS = frozenset({"/"})  # the overview (a prefix "/" would guard everything, the login page too)
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _G_KEY = "tollgate_credential"
 
@@ -275,7 +276,8 @@ def ensure_scope(repository: str) -> None:
 def _guard_reads() -> Any:
     """Before every request: reads of records (API and pages) need a viewer unless anonymous reads are on."""
     path = request.path
-    if not path.startswith(GUARDED_READ_PREFIXES) or path in PUBLIC_API_PATHS:
+    guarded = path.startswith(GUARDED_READ_PREFIXES) or path in GUARDED_READ_PATHS
+    if not guarded or path in PUBLIC_API_PATHS:
         return None
     if request.method in _UNSAFE_METHODS:
         return None  # write routes check with require()

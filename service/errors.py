@@ -18,9 +18,13 @@ RETRY_AFTER_SECONDS = 5  # a database or Redis blip: the registry (or the client
 
 
 def wants_json() -> bool:
-    """True for requests to the API and the webhooks, which machines read."""
+    """True for requests to the API and the webhooks, which machines read, and for pages asked for as JSON."""
     path = request.path
-    return path in {"/api", "/hooks"} or path.startswith(JSON_PATH_PREFIXES)
+    if path in {"/api", "/hooks"} or path.startswith(JSON_PATH_PREFIXES):
+        return True
+    # Every page answers JSON too (same URL, Accept: application/json): so do its errors.
+    accept = request.accept_mimetypes
+    return accept.quality("application/json") > accept.quality("text/html")
 
 
 def json_error(

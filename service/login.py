@@ -1,8 +1,7 @@
 """People in a browser: ``/login``, ``/logout``, and the form endpoints that release, quarantine and rescan.
 
-The pages are deliberately small (the full status pages are built elsewhere): an image's actions with a
-reason field, and the audit trail. Every form carries the session's CSRF token; every action redirects
-back with a flash message, or answers an error page with the status the API would use.
+The pages those forms sit on are in :mod:`service.pages`. Every form carries the session's CSRF token;
+every action redirects back with a flash message, or answers an error page with the status the API would use.
 """
 
 from __future__ import annotations
@@ -12,8 +11,8 @@ from typing import Any, cast
 from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from service.actions import REASON, InputError, perform_move, perform_rescan, read_body
-from service.api import STORE_EXTENSION, BadReference, parse_image_path
+from service.actions import REASON, perform_move, perform_rescan, read_body
+from service.api import STORE_EXTENSION
 from service.auth import (
     AuthError,
     check_csrf,
@@ -33,7 +32,6 @@ login_bp = Blueprint("pages_auth", __name__)
 LOGIN_ACTOR = Actor(ActorKind.SYSTEM, "login")  # the author of failed attempts: nobody proved who they are
 MAX_LOGIN_BODY = 8 * 1024
 MAX_NAME_SHOWN = 255
-IMAGE_ACTIONS = (("rescan", Role.DEVELOPER), ("release", Role.SECURITY), ("quarantine", Role.SECURITY))
 DEFAULT_LANDING = "/audit"
 
 
@@ -108,35 +106,7 @@ def logout() -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Minimal pages with the action forms
-
-
-@login_bp.get("/images/<path:ref>")
-def image_page(ref: str) -> Any:
-    """One image's state, its recorded history and the actions the viewer's role allows."""
-    try:
-        selector = parse_image_path(ref)
-    except BadReference as exc:
-        raise InputError(400, "bad reference", str(exc)) from None
-    store = _store()
-    if selector.digest is not None:
-        record = store.get_record(selector.repository, selector.digest)
-    else:
-        record = store.get_record_by_tag(selector.repository, cast(str, selector.tag))
-    if record is None:
-        raise InputError(404, "not found", f"Tollgate has no record of {selector}")
-    canonical = f"{record.repository}@{record.digest}"
-    history = audit.events(store, target=canonical, newest_first=True, limit=50)
-    return render_template(
-        "image_actions.html", ref=canonical, record=record.to_json(), history=history, actions=IMAGE_ACTIONS
-    )
-
-
-@login_bp.get("/audit")
-@require(Role.VIEWER)
-def audit_page() -> Any:
-    """The newest audit records."""
-    return render_template("audit.html", events=audit.events(_store(), newest_first=True, limit=100))
+# The image page's action forms (the pages themselves are in service/pages.py)
 
 
 def _done(ref: str, message: str) -> Any:
