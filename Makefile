@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 # pytest-xdist workers; the suite is built for it (free ports, private Redis dbs, per-session PG databases).
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
-# Benchmarks under bench/ that `make bench` runs on their own (they build and cache a real Debian image) ...
-BENCHES ?= gzip_engines scan_throughput
+# Benchmarks under bench/ that `make bench` runs on their own (the scan ones build and cache a real Debian image;
+# pages seeds its own store and Redis) ...
+BENCHES ?= gzip_engines scan_throughput pages
 # ... and those that need a `make run` stack answering at BENCH_WEB (`make bench` fails when none answers).
 STACK_BENCHES ?= push_to_verdict
 BENCH_WEB ?= http://127.0.0.1:8080
