@@ -169,6 +169,7 @@ def test_a_held_push_goes_live_from_queued_to_verdict_and_security_releases_it(
     # 1. The image page, opened before any worker ran, says queued; then it follows the scan by itself.
     page.goto(f"{stack.app.url}/images/{REPO}:{TAG}")
     expect(page.get_by_test_id("status")).to_have_text(re.compile(r"\s*queued\s*", re.I))
+    screenshot(page, "image-queued")
     page.evaluate(STATUS_RECORDER)
     navigations = len(page_log.navigations)
     worker = start_worker(stack)
