@@ -314,8 +314,8 @@ def test_hundreds_of_findings_are_capped_with_show_all(site: Site) -> None:
     page = text(client.get(f"/images/{REPO}:many"))
     assert page.count('data-testid="finding"') == FINDINGS_SHOWN
     assert "show all 300</a>" in page and "200 more not shown" in page
-    assert '<details class="group severity-critical" id="group-critical" open>' in page
-    assert '<details class="group severity-info" id="group-info">' in page  # lower severities start collapsed
+    assert '<details class="group group-critical" id="group-critical" open>' in page
+    assert '<details class="group group-info" id="group-info">' in page  # lower severities start collapsed
     everything = text(client.get(f"/images/{REPO}:many?findings=all"))
     assert everything.count('data-testid="finding"') == 300 and "more not shown" not in everything
     assert 'data-live-url="/images/team/app@' in everything and '/live?findings=all"' in everything
