@@ -170,6 +170,12 @@ def test_a_held_push_goes_live_from_queued_to_verdict_and_security_releases_it(
     page.goto(f"{stack.app.url}/images/{REPO}:{TAG}")
     expect(page.get_by_test_id("status")).to_have_text(re.compile(r"\s*queued\s*", re.I))
     screenshot(page, "image-queued")
+    # The queue page, in another tab, lists the waiting scan.
+    queue = page.context.new_page()
+    queue.goto(f"{stack.app.url}/queue")
+    expect(queue.get_by_test_id("queue").locator('[data-testid="queued-job"]').filter(has_text=REPO)).to_have_count(1)
+    screenshot(queue, "queue-with-a-waiting-scan")
+    queue.close()
     page.evaluate(STATUS_RECORDER)
     navigations = len(page_log.navigations)
     worker = start_worker(stack)
