@@ -132,13 +132,21 @@ def held(stack: Stack, tmp_path: Path) -> Vetted:
     return Vetted(REPO, TAG, digest, record)
 
 
-def release_with_reason(page: Page) -> None:
-    """Fill the release form's reason and press its button (the page's confirmation is accepted)."""
+def release_with_reason(page: Page, log: PageLog, digest: str) -> None:
+    """Fill the release form's reason and press its button; the page asks for confirmation, which is given."""
     form = form_of(page, "release-button")
     expect(form).to_have_count(1)
     form.locator('[name="reason"]').fill(REASON)
+    asked = len(log.dialogs)
     with page.expect_navigation():
         page.get_by_test_id("release-button").click()
+    assert_confirmed(log, asked, digest)
+
+
+def assert_confirmed(log: PageLog, asked_before: int, digest: str) -> None:
+    """A confirmation naming the image was asked since ``asked_before`` dialogs."""
+    asked = log.dialogs[asked_before:]
+    assert any(d.startswith("confirm:") and digest in d for d in asked), log.dialogs
 
 
 def assert_released(page: Page, stack: Stack, vetted: Vetted) -> None:
@@ -223,7 +231,7 @@ def test_a_held_push_goes_live_from_queued_to_verdict_and_security_releases_it(
     # 4. Security logs in, releases with a reason; the timeline records it once the worker ran the move.
     log_in(page, stack.app.url, SECURITY, PASSWORD, next_path=f"/images/{REPO}@{digest}")
     page.goto(f"{stack.app.url}/images/{REPO}@{digest}")
-    release_with_reason(page)
+    release_with_reason(page, page_log, digest)
     finish_worker(start_worker(stack))
     assert_released(page, stack, Vetted(REPO, TAG, digest, record))
     screenshot(page, "image-released-timeline")
@@ -243,6 +251,19 @@ def test_only_security_sees_release_and_quarantine_buttons(
     expect(security.get_by_test_id("release-button")).to_be_visible()
     expect(security.get_by_test_id("rescan-button")).to_be_visible()
     expect(form_of(security, "release-button").locator('[name="reason"]')).to_be_visible()
+
+    # Cancel at the confirmation: nothing is sent.
+    form_of(security, "release-button").locator('[name="reason"]').fill("changed my mind")
+    page_log.accept_dialogs = False
+    security.get_by_test_id("release-button").click()
+    page_log.accept_dialogs = True
+    assert_confirmed(page_log, 0, held.digest)
+    assert not page_log.posts("/release"), page_log.posts("/release")
+    expect(security.get_by_test_id("quarantine-state")).to_contain_text("held")
+    # The session alone does not make a release: without the form's CSRF token the server refuses it.
+    forged = security.request.post(f"{stack.app.url}{held.path}/release", form={"reason": "forged"}, max_redirects=0)
+    assert forged.status == 403, (forged.status, forged.text()[:300])
+    assert stack.record(held.repository, f"@{held.digest}").json()["quarantined"] is True
 
     developer = new_page(open_context(), page_log)  # another person: their own cookies
     log_in(developer, stack.app.url, DEVELOPER, PASSWORD)
@@ -265,8 +286,10 @@ def test_release_by_keyboard_alone(stack: Stack, people: None, held: Vetted, pag
     tab_to(page, 'form:has([data-testid="release-button"]) [name="reason"]')
     page.keyboard.type(REASON)
     tab_to(page, '[data-testid="release-button"]')
+    asked = len(page_log.dialogs)
     with page.expect_navigation():
         page.keyboard.press("Enter")
+    assert_confirmed(page_log, asked, held.digest)
     finish_worker(start_worker(stack))
     assert_released(page, stack, held)
     assert not page_log.errors, page_log.errors

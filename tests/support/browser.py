@@ -51,10 +51,16 @@ class PageLog:
     requests: list[str] = field(default_factory=list)
     navigations: list[str] = field(default_factory=list)
     dialogs: list[str] = field(default_factory=list)
+    accept_dialogs: bool = True  # False: the person clicks Cancel
+
+    def posts(self, suffix: str) -> list[str]:
+        """POSTs this page made to a URL ending in ``suffix``."""
+        return [url for url in self.requests if url.startswith("POST ") and url.endswith(suffix)]
 
     def foreign_requests(self, origin: str) -> list[str]:
         """Requests to anywhere but ``origin`` (the pages must fetch nothing from the network outside Tollgate)."""
-        return [url for url in self.requests if not (url == origin or url.startswith(origin + "/"))]
+        urls = [entry.rpartition(" ")[2] for entry in self.requests]
+        return [url for url in urls if not (url == origin or url.startswith(origin + "/"))]
 
 
 @pytest.fixture(scope="session")
@@ -87,18 +93,21 @@ def chromium(playwright_driver: Playwright) -> Iterator[Browser]:
 
 
 def _watch(page: Page, log: PageLog) -> None:
-    """Record errors, requests, main-frame navigations and dialogs; accept confirmations (a person clicking OK)."""
+    """Record errors, requests, main-frame navigations and dialogs; answer confirmations as ``log`` says."""
 
     def on_console(message: ConsoleMessage) -> None:
         if message.type == "error":
             log.console_errors.append(message.text)
 
     def on_request(request: Request) -> None:
-        log.requests.append(request.url)
+        log.requests.append(request.url if request.method == "GET" else f"{request.method} {request.url}")
 
     def on_dialog(dialog: Any) -> None:
         log.dialogs.append(f"{dialog.type}: {dialog.message}")
-        dialog.accept()
+        if log.accept_dialogs:
+            dialog.accept()
+        else:
+            dialog.dismiss()
 
     page.on("pageerror", lambda error: log.errors.append(str(error)))
     page.on("console", on_console)
