@@ -343,7 +343,22 @@ def test_key_pages_render_same_origin_and_are_saved(
     expect(page.get_by_text(held.digest).first).to_be_visible()  # the policy's quarantine is in the trail
     screenshot(page, "audit")
 
-    page.goto(f"{stack.app.url}{held.path}")
+    page.goto(f"{stack.app.url}/waivers")
+    expect(page.locator("h1")).to_have_count(1)
+    screenshot(page, "waivers")
+
+    # The search box in the header, by its label: a digest prefix lists the image; a full reference jumps to it.
+    search = page.get_by_role("searchbox", name=re.compile("search", re.I))
+    search.fill(held.digest.split(":", 1)[1][:12])
+    with page.expect_navigation():
+        search.press("Enter")
+    expect(page.locator("h1")).to_have_count(1)
+    expect(page.locator(f'a[href*="{held.digest}"]').first).to_be_visible()
+    screenshot(page, "search")
+    page.get_by_role("searchbox", name=re.compile("search", re.I)).fill(f"{held.repository}:{held.tag}")
+    with page.expect_navigation():
+        page.get_by_role("searchbox", name=re.compile("search", re.I)).press("Enter")
+    expect(page).to_have_url(re.compile(re.escape(f"/images/{held.repository}@{held.digest}")))
     expect(page.locator("h1")).to_have_count(1)
     expect(page.get_by_test_id("timeline-event").first).to_be_visible()
     screenshot(page, "image-as-security")
