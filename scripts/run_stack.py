@@ -461,7 +461,7 @@ def banner(plan: Plan, *, status_page: bool) -> str:
         "",
     ]
     if status_page:
-        lines.insert(2, f"  status page     {web}/queue")
+        lines.insert(2, f"  status pages    {web}/  (security team: tollgate token create / user create)")
     if plan.registry is None:
         lines.insert(5, "  (external registry: point its notifications at "
                         f"{plan.settings.public_url}/hooks/registry with the webhook token)")  # fmt: skip
@@ -491,7 +491,7 @@ def run(plan: Plan, sup: Supervisor) -> int:
     sup.wait_until("web", http_ok(f"http://{plan.web.browsable}/api/v1/health"))
     worker = sup.start("worker", [tollgate, "worker"])
     sup.wait_until("worker", worker_registered(plan.settings.redis_url, worker.process.pid))
-    status_page = http_ok(f"http://{plan.web.browsable}/queue")()  # only advertise pages that exist
+    status_page = http_ok(f"http://{plan.web.browsable}/")()  # only advertise pages that answer
     for line in banner(plan, status_page=status_page).splitlines():
         sup.console.say(line)
     while True:

@@ -16,9 +16,11 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, Request
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("TOLLGATE_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ENV = "TOLLGATE_TEST_CHROMIUM"
+ARTIFACTS_ENV = "TOLLGATE_TEST_ARTIFACTS"
+CHROMIUM = os.environ.get(CHROMIUM_ENV, "/usr/bin/chromium")
 # Screenshots are test artifacts, kept after the run (var/ is gitignored); CI may point this elsewhere.
-ARTIFACTS = Path(os.environ.get("TOLLGATE_TEST_ARTIFACTS", str(ROOT / "var" / "test-artifacts")))
+ARTIFACTS = Path(os.environ.get(ARTIFACTS_ENV, str(ROOT / "var" / "test-artifacts")))
 SCREENSHOTS = ARTIFACTS / "screenshots"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 375, "height": 740}
