@@ -228,15 +228,15 @@ class DsseEnvelope:
         """What every signature covers: PAE(payloadType, payload)."""
         return pae(self.payload_type, self.payload)
 
-    def signed(self, verifies: Callable[[bytes], bool]) -> bytes:
-        """The first signature ``verifies`` accepts; SignatureError (with the parse problems, if all failed) else."""
+    def signed(self, verifies: Callable[[bytes], bool], *, by: str) -> bytes:
+        """The first signature ``verifies`` accepts; else SignatureError naming ``by`` (or the parse problems)."""
         problems = [str(sig) for sig in self.signatures if isinstance(sig, SignatureError)]
         for signature in self.signatures:
             if isinstance(signature, bytes) and verifies(signature):
                 return signature
         if len(problems) == len(self.signatures):
             raise SignatureError("; ".join(problems[:3]))
-        raise SignatureError("no DSSE signature verifies")
+        raise SignatureError(f"no DSSE signature verifies with {by}")
 
     def statement_about(self, subject: Digest) -> dict[str, Any]:
         """The in-toto Statement, bound to ``subject``; call only once a signature vouches for the envelope."""
@@ -284,12 +284,7 @@ def _verify_dsse(envelope: bytes, subject: Digest, keys: Sequence[PublicKey]) ->
             found.append(key)
         return key is not None
 
-    try:
-        parsed.signed(by_a_key)
-    except SignatureError as exc:
-        if str(exc) == "no DSSE signature verifies":
-            raise SignatureError(f"no DSSE signature verifies with any of the {len(keys)} configured keys") from None
-        raise
+    parsed.signed(by_a_key, by=f"any of the {len(keys)} configured keys")
     return found[0], parsed.statement_about(subject)
 
 

@@ -224,12 +224,7 @@ def _verify_keyless_envelope(
     parsed = parse_dsse(envelope)
     leaf_key = from_key_object(leaf.public_key(), "certificate key", error=SignatureError)
     message = parsed.message
-    try:
-        signature = parsed.signed(lambda candidate: leaf_key.verify(candidate, message))
-    except SignatureError as exc:
-        if str(exc) == "no DSSE signature verifies":
-            raise SignatureError("no DSSE signature verifies with the certificate's key") from None
-        raise
+    signature = parsed.signed(lambda candidate: leaf_key.verify(candidate, message), by="the certificate's key")
     entry, logged_pem = verify_logged_envelope(bundle, trust_root, parsed.payload, signature)
     _same_certificate(logged_pem, leaf)
     verify_chain(leaf, chain, trust_root, entry.integrated_at)
