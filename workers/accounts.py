@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc
 
 from workers import audit
 from workers.audit import AuditAction
@@ -179,26 +180,31 @@ def create_token(
         raise ValueError(f"not a token name: {name[:80]!r} (letters, digits, '.', '_', '-'; at most 64)")
     secret = secrets.token_urlsafe(TOKEN_SECRET_BYTES)
     now = store.now()
-    with store.transaction() as session:
-        taken = session.execute(sa.select(api_tokens.c.token_id).where(api_tokens.c.name == name)).first()
-        if taken is not None:
-            raise ValueError(f"a token named {name!r} exists already (names are never reused)")
-        row = ApiTokenRow(
-            token_id=token_id,
-            name=name,
-            role=role.value,
-            secret_hash=_secret_hash(secret),
-            repositories=list(patterns),
-            created_at=now,
-            created_by=str(actor),
-            expires_at=now + expires_in if expires_in is not None else None,
-            revoked_at=None,
-            revoked_by=None,
-            last_used_at=None,
-        )
-        session.add(row)
-        session.flush()
-        info = _token_info(row)
+    taken_message = f"a token named {name!r} exists already (names are never reused)"
+    try:
+        with store.transaction() as session:
+            taken = session.execute(sa.select(api_tokens.c.token_id).where(api_tokens.c.name == name)).first()
+            if taken is not None:
+                raise ValueError(taken_message)
+            row = ApiTokenRow(
+                token_id=token_id,
+                name=name,
+                role=role.value,
+                secret_hash=_secret_hash(secret),
+                repositories=list(patterns),
+                created_at=now,
+                created_by=str(actor),
+                expires_at=now + expires_in if expires_in is not None else None,
+                revoked_at=None,
+                revoked_by=None,
+                last_used_at=None,
+            )
+            session.add(row)
+            session.flush()
+            info = _token_info(row)
+    except exc.IntegrityError:
+        # Two creations of one name at once: both passed the check above; the unique constraint stops one.
+        raise ValueError(taken_message) from None
     audit.record(
         store,
         actor,

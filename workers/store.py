@@ -356,7 +356,7 @@ class ApiTokenRow(Base):
     __tablename__ = "api_tokens"
 
     token_id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(sa.Text)
+    name: Mapped[str] = mapped_column(sa.String(64), unique=True)  # never reused: the audit trail names tokens
     role: Mapped[str] = mapped_column(sa.String(16))
     secret_hash: Mapped[str] = mapped_column(sa.String(128))
     repositories: Mapped[list[str]] = mapped_column(sa.JSON)  # glob patterns; empty: every repository

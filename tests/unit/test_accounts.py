@@ -129,6 +129,19 @@ def test_token_names_are_never_reused_and_patterns_are_checked(store: Store) -> 
     assert default.info.name == f"token-{default.info.token_id}"
 
 
+def test_the_database_itself_refuses_a_reused_token_name(store: Store) -> None:
+    # What stops two simultaneous creations of one name, where both pass create_token's own check.
+    accounts.create_token(store, OPERATOR, role=Role.VIEWER, name="ci-bot")
+    row = dict(store_row(store, "ci-bot"), token_id="f" * 16)
+    with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
+        conn.execute(sa.insert(api_tokens).values(**row))
+
+
+def store_row(store: Store, name: str) -> dict[str, object]:
+    with store.engine.connect() as conn:
+        return dict(conn.execute(sa.select(api_tokens).where(api_tokens.c.name == name)).mappings().one())
+
+
 def test_scope_patterns() -> None:
     scoped = Actor(ActorKind.TOKEN, "t", Role.DEVELOPER, ("team/*", "org/app"))
     assert accounts.in_scope(scoped, "team/app") and accounts.in_scope(scoped, "team/a/b")

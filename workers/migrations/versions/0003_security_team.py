@@ -73,7 +73,7 @@ def upgrade() -> None:
     op.create_table(
         "api_tokens",
         sa.Column("token_id", sa.String(length=32), nullable=False),
-        sa.Column("name", sa.Text(), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("secret_hash", sa.String(length=128), nullable=False),
         sa.Column("repositories", sa.JSON(), nullable=False),
@@ -84,6 +84,7 @@ def upgrade() -> None:
         sa.Column("revoked_by", sa.Text(), nullable=True),
         sa.Column("last_used_at", UTC_DATETIME, nullable=True),
         sa.PrimaryKeyConstraint("token_id", name="pk_api_tokens"),
+        sa.UniqueConstraint("name", name="uq_api_tokens_name"),
     )
     op.create_table(
         "users",
