@@ -236,6 +236,7 @@ def test_a_held_push_goes_live_from_queued_to_verdict_and_security_releases_it(
     assert_released(page, stack, Vetted(REPO, TAG, digest, record))
     screenshot(page, "image-released-timeline")
     assert not page_log.errors, page_log.errors
+    assert not page_log.console_errors, page_log.console_errors  # no failed loads either (a favicon is served)
     assert not page_log.foreign_requests(stack.app.url), page_log.foreign_requests(stack.app.url)
 
 
