@@ -143,7 +143,7 @@ def test_static_assets_are_served_by_tollgate(site: Site) -> None:
     client = site.client()
     page = text(client.get("/"))
     assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page)
-    assert {a.rsplit("/", 1)[1] for a in assets} == {"tollgate.css", "tollgate.js"}
+    assert {a.rsplit("/", 1)[1] for a in assets} == {"tollgate.css", "tollgate.js", "favicon.svg"}
     for asset in assets:
         response = client.get(asset)
         assert response.status_code == 200 and response.data
