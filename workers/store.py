@@ -739,35 +739,6 @@ class Store:
             row.updated_at = now
             self._replace_findings(session, row.id, report.findings)
 
-    def update_signatures(
-        self,
-        repository: str,
-        digest: Digest,
-        *,
-        action: Action,
-        explanation: str,
-        signatures: Sequence[SignatureCheck],
-    ) -> bool:
-        """Replace the signature checks, action and explanation of a done scan (signature re-evaluation).
-
-        The verdict and findings stay. False (nothing changed) when the image has no completed verdict:
-        a scan that is queued or running verifies signatures itself when it finishes.
-        """
-        _check_name(repository, digest)
-        with self._write() as session:
-            row = session.scalars(
-                sa.select(ImageRow)
-                .where(ImageRow.repository == repository, ImageRow.digest == digest)
-                .with_for_update()
-            ).one_or_none()
-            if row is None or row.status != ScanStatus.DONE.value or row.verdict is None:
-                return False
-            row.action = Action(action).value
-            row.explanation = clean_text(explanation)
-            row.signatures = clean_json([check.to_json() for check in signatures])
-            row.updated_at = self.now()
-            return True
-
     def update_decision(
         self,
         repository: str,
