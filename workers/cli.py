@@ -6,16 +6,18 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from workers.domain import Action, ScanStatus
+from workers.domain import Action, Digest, ScanStatus
 from workers.errors import ConfigError, TollgateError
 from workers.settings import Settings
 
 if TYPE_CHECKING:
     from workers.policy import TrustPolicy
+
+T = TypeVar("T")
 
 EXIT_ALLOWED = 0
 EXIT_BLOCKED = 1
@@ -112,7 +114,6 @@ def _trust_from_flags(args: argparse.Namespace) -> TrustPolicy:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify the signatures of one registry image against the given signers and print every check."""
     from workers.signatures.verify import verify_image
-    from workers.sources import RegistrySource, open_source
 
     settings = _settings()
     if args.ref.startswith(("oci:", "docker-archive:")):
@@ -120,19 +121,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     try:
         trust = _trust_from_flags(args)
-        source, reference = open_source(args.ref, settings)
-        assert isinstance(source, RegistrySource)
-        try:
-            digest = source.get_manifest(reference).digest
-            report = verify_image(source.client, source.repository, digest, trust)
-        finally:
-            source.close()
+        repository, digest, report = _check_in_registry(
+            args.ref, settings, lambda client, repo, found: verify_image(client, repo, found, trust)
+        )
     except TollgateError as exc:
         _print_error(args, f"{args.ref}: {exc.diagnostics()}")
         return EXIT_ERROR
     result = {
         "reference": args.ref,
-        "repository": source.repository,
+        "repository": repository,
         "digest": digest,
         "verified": report.satisfied,
         "checks": [check.to_json() for check in report.checks],
@@ -142,7 +139,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(f"{source.repository}@{digest}: {'verified' if report.satisfied else 'NOT verified'}")
+        print(f"{repository}@{digest}: {'verified' if report.satisfied else 'NOT verified'}")
         for check in report.checks:
             mark = "ok  " if check.verified else "FAIL"
             print(f"  {mark} {check.kind.value} {check.source}")
@@ -159,7 +156,6 @@ def cmd_attestation_verify(args: argparse.Namespace) -> int:
     from workers.provenance.keys import load_signing_key
     from workers.provenance.verify import verify_verdict
     from workers.signatures.keys import load_public_key, load_public_key_file
-    from workers.sources import RegistrySource, open_source
 
     settings = _settings()
     if args.ref.startswith(("oci:", "docker-archive:")):
@@ -170,20 +166,16 @@ def cmd_attestation_verify(args: argparse.Namespace) -> int:
             keys = [load_public_key_file(path) for path in args.key]
         else:  # this Tollgate's own key (what GET /api/v1/keys serves)
             keys = [load_public_key(load_signing_key(settings.signing_key).public_pem, "tollgate")]
-        source, reference = open_source(args.ref, settings)
-        assert isinstance(source, RegistrySource)
-        try:
-            digest = source.get_manifest(reference).digest
-            result = verify_verdict(source.client, source.repository, digest, keys)
-        finally:
-            source.close()
+        repository, digest, result = _check_in_registry(
+            args.ref, settings, lambda client, repo, found: verify_verdict(client, repo, found, keys)
+        )
     except TollgateError as exc:
         _print_error(args, f"{args.ref}: {exc.diagnostics()}")
         return EXIT_ERROR
     if args.format == "json":
         document = {
             "reference": args.ref,
-            "repository": source.repository,
+            "repository": repository,
             "digest": digest,
             "verified": result.verified,
             "checks": [check.to_json() for check in result.checks],
@@ -191,13 +183,26 @@ def cmd_attestation_verify(args: argparse.Namespace) -> int:
         json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(f"{source.repository}@{digest}: verdict attestation {'verified' if result.verified else 'NOT verified'}")
+        print(f"{repository}@{digest}: verdict attestation {'verified' if result.verified else 'NOT verified'}")
         for check in result.checks:
             print(f"  {'ok  ' if check.verified else 'FAIL'} {check.source}")
             print(f"       {check.reason}")
         if not result.checks:
             print("  no Tollgate verdict attestation found")
     return EXIT_ALLOWED if result.verified else EXIT_BLOCKED
+
+
+def _check_in_registry(ref: str, settings: Settings, check: Callable[[Any, str, Digest], T]) -> tuple[str, Digest, T]:
+    """Resolve ``ref`` in the registry and run ``check(client, repository, digest)``; the connection is closed after."""
+    from workers.sources import RegistrySource, open_source
+
+    source, reference = open_source(ref, settings)
+    assert isinstance(source, RegistrySource)
+    try:
+        digest = source.get_manifest(reference).digest
+        return source.repository, digest, check(source.client, source.repository, digest)
+    finally:
+        source.close()
 
 
 def _print_error(args: argparse.Namespace, message: str) -> None:
